@@ -1,0 +1,18 @@
+"""High-precision reference of mxnet.npx.batch_norm (MXNet 1.9.1 semantics).
+
+    import oracle
+    out = oracle.batch_norm(x, gamma, beta, rm, rv, fix_gamma=False, training=True)
+    grads = oracle.batch_norm_backward(x, gamma, beta, rm, rv, dy, training=True)
+
+Both return numpy arrays, correctly rounded to the output dtype, by name. ``oracle.evaluate``
+returns the high-precision values and condition scales the golden cases are made of.
+"""
+from .api import Expected, batch_norm, batch_norm_backward, evaluate, output_dtype
+from .flags import DEFAULT_EPS, DEFAULT_MOMENTUM
+
+__version__ = "0.1.0"
+#: Working precision (bits) of the multiprecision parts of the oracle.
+PRECISION_BITS = 256
+
+__all__ = ["Expected", "batch_norm", "batch_norm_backward", "evaluate", "output_dtype",
+           "DEFAULT_EPS", "DEFAULT_MOMENTUM", "__version__", "PRECISION_BITS"]
