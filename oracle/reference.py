@@ -1,0 +1,437 @@
+"""The oracle's evaluation of batch_norm: exact statistics, expansions, mpmath fallback.
+
+Inputs are exact binary numbers. Per channel c (x viewed as [C, M], channel first):
+
+    S = sum x, Q = sum x^2 exactly (oracle.exact), mu = S/M, var = Q/M - mu^2   (rationals)
+    ve = var + DType(eps)        (running stats: mu = running_mean, ve = running_var + DType(eps))
+    r = 1/sqrt(ve) at 256 bits   (r = 0 when ve == 0 with batch statistics, per the spec)
+    g = 1 if fix_gamma else gamma; s = g r; w = r g
+    y = (x - mu) s + beta
+    backward (batch stats): a = sum(dy)/M, dotp = sum(x dy) - mu sum(dy), k = dotp/(M ve)
+        dx = (dy - a - (x - mu) k) w,  dgamma = dotp r,  dbeta = sum(dy)
+    backward (running stats): dx = dy w, dgamma = (sum(x dy) - mu sum(dy)) r, dbeta = sum(dy)
+    step update (batch stats): m = float32(momentum)
+        running_mean' = running_mean m + mu (1 - m)
+        running_var'  = running_var m + (ve - eps) (1 - m)      [1/r^2 - eps, eps the double]
+
+Per-channel scalars are exact rationals or 256-bit mpmath numbers. Per-element outputs use
+the fast path: each is written as a sum of float64 terms that is exact up to the stated
+error (``oracle.dd``: x - mu1 - mu2 - mu3 by two_sum, products by two_prod with the
+three-part split of the per-channel scalars), reduced to hi + lo with a bound err. An
+element goes to the slow path (mpmath at 256 bits from the exact inputs) when err does not
+prove 30 significant digits (err > 2**-100 |hi|), when err does not decide the rounding to
+the output dtype, or when a product could underflow. Elements whose inputs are not finite
+(and channels whose statistics are not) follow IEEE float64 arithmetic of the same formulas,
+which yields their NaN or infinity exactly.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+
+from . import condition
+from .api import Expected
+from .dd import accurate_sum, split3, two_prod, two_sum
+from .exact import exact_dot, exact_sum
+from .flags import DTYPES, Flags
+from .formats import FORMATS, round_dd, round_fraction
+from .validate import check_arguments
+
+PRECISION_BITS = 256
+_MP = mpmath.mp.clone() if hasattr(mpmath.mp, "clone") else mpmath.mp
+_DIGITS_BOUND = 2.0**-100  # err/|value| that proves 30 significant digits
+_TINY = 2.0**-900  # below this a two_prod may underflow: slow path
+
+
+def _mpf(value) -> "mpmath.mpf":
+    if isinstance(value, Fraction):
+        return _MP.mpf(value.numerator) / value.denominator
+    return _MP.mpf(value)
+
+
+def _to_fraction(value) -> Fraction:
+    """Exact rational value of a finite mpf, Fraction or float."""
+    if isinstance(value, Fraction):
+        return value
+    if isinstance(value, float):
+        return Fraction(value)
+    sign, man, exp, _ = value._mpf_
+    if not man:
+        return Fraction(0)
+    return (-1) ** sign * Fraction(int(man)) * Fraction(2) ** int(exp)
+
+
+def _dd(value) -> tuple[float, float]:
+    hi = float(value)
+    if not np.isfinite(hi):
+        return hi, 0.0
+    rest = value - (Fraction(hi) if isinstance(value, Fraction) else _MP.mpf(hi))
+    return hi, float(rest)
+
+
+class _Scalars:
+    """Per-channel exact statistics and scales; None entries mark non-finite channels."""
+
+    def __init__(self, channels: int):
+        self.exact = np.zeros(channels, dtype=bool)
+        self.mu = [Fraction(0)] * channels
+        self.ve = [Fraction(1)] * channels
+        self.r = [_MP.mpf(1)] * channels
+        self.s = [_MP.mpf(1)] * channels
+
+
+def _channel_view(a: np.ndarray, axis: int) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(np.asarray(a).astype(np.float64), axis, 0)).reshape(
+        a.shape[axis], -1)
+
+
+def _from_channel_view(a: np.ndarray, shape, axis: int) -> np.ndarray:
+    moved = (shape[axis],) + tuple(n for i, n in enumerate(shape) if i != axis)
+    return np.moveaxis(a.reshape(moved), 0, axis)
+
+
+def _triple_columns(values: list) -> list[np.ndarray]:
+    parts = np.array([split3(v) for v in values], dtype=np.float64).reshape(len(values), 3)
+    return [parts[:, i:i + 1] for i in range(3)]
+
+
+def _expected_from_scalars(name, dtype, values, conds) -> Expected:
+    """Build an Expected from per-channel exact (Fraction/mpf) or IEEE float values."""
+    fmt = FORMATS[dtype]
+    hi = np.empty(len(values))
+    lo = np.zeros(len(values))
+    rounded = np.empty(len(values))
+    for i, v in enumerate(values):
+        if isinstance(v, float) and not np.isfinite(v):
+            hi[i] = rounded[i] = v
+            continue
+        if isinstance(v, float):  # IEEE float64 evaluation of a non-finite channel
+            hi[i] = v
+            rounded[i] = round_fraction(Fraction(v), fmt)
+            continue
+        hi[i], lo[i] = _dd(v)
+        rounded[i] = round_fraction(_to_fraction(v), fmt)
+    return Expected(name, dtype, hi, lo, rounded, np.asarray(conds, dtype=np.float64))
+
+
+def _finish(name, dtype, hi, lo, err, exact_mask, slow, ieee, cond) -> Expected:
+    """Round the fast-path values, send undecided elements to `slow(index) -> mpf`, and take
+    IEEE values where exact_mask is False."""
+    fmt = FORMATS[dtype]
+    err = np.where(np.abs(hi) < _TINY, np.inf, err)
+    rounded, undecided = round_dd(hi, lo, err, fmt)
+    undecided |= err > _DIGITS_BOUND * np.abs(hi)
+    undecided &= exact_mask
+    hi, lo = hi.copy(), lo.copy()
+    for index in zip(*np.nonzero(undecided)):
+        value = slow(index)
+        hi[index], lo[index] = _dd(value)
+        rounded[index] = round_fraction(_to_fraction(value), fmt)
+    ieee = np.broadcast_to(ieee, hi.shape)
+    special = ~exact_mask
+    hi[special] = ieee[special]
+    lo[special] = 0.0
+    rounded[special] = _round_ieee(ieee[special], fmt)
+    cond = np.where(special & ~np.isfinite(ieee), 0.0, cond)
+    cond = np.where(np.isfinite(cond), cond, 0.0)
+    return Expected(name, dtype, hi, lo, rounded, np.asarray(cond, dtype=np.float64))
+
+
+def _round_ieee(values: np.ndarray, fmt) -> np.ndarray:
+    from .formats import round_float64
+
+    return round_float64(values, fmt)
+
+
+def _product_terms_with_error(a_terms, b_terms):
+    """Terms whose sum is (sum a)(sum b) up to the returned error bound.
+
+    a_terms = (a1, a2, a3, a4) with a2 ~ u a1 and a3, a4 small; b_terms = (b1, b2, b3), a
+    non-overlapping triple. Products of weight above u^2 are taken exactly by two_prod,
+    those of weight u^2 as plain products (their rounding is in the bound), the rest
+    (weight <= u^3 of |a| |b|) are dropped and bounded.
+    """
+    a1, a2, a3, a4 = a_terms
+    b1, b2, b3 = b_terms
+    terms = []
+    for x, y in ((a1, b1), (a1, b2), (a2, b1), (a3, b1)):
+        p, e = two_prod(x, y)
+        terms += [p, e]
+    plain = [a1 * b3, a2 * b2, a3 * b2, a4 * b1]
+    terms += plain
+    dropped = (np.abs(a2) + np.abs(a3)) * np.abs(b3) + np.abs(a4) * (np.abs(b2) + np.abs(b3))
+    err = 2.0**-52 * sum(np.abs(p) for p in plain) + 2 * dropped
+    return terms, err
+
+
+def evaluate_reference(x, gamma, beta, running_mean, running_var, dy, *, flags: Flags, eps,
+                       momentum, axis) -> dict[str, Expected]:
+    """Return the expected outputs (see oracle.api.evaluate for what is returned)."""
+    dtype, ax = check_arguments(x, gamma, beta, running_mean, running_var, axis=axis, eps=eps,
+                                momentum=momentum, dy=dy)
+    with _MP.workprec(PRECISION_BITS):
+        return _Evaluation(x, gamma, beta, running_mean, running_var, dy, flags, float(eps),
+                           float(momentum), dtype, ax).outputs()
+
+
+class _Evaluation:
+    def __init__(self, x, gamma, beta, running_mean, running_var, dy, flags, eps, momentum,
+                 dtype, axis):
+        self.shape = np.shape(x)
+        self.axis = axis
+        self.flags = flags
+        self.dtype = dtype
+        self.param = DTYPES[dtype].param
+        self.X = _channel_view(np.asarray(x), axis)
+        self.DY = None if dy is None else _channel_view(np.asarray(dy), axis)
+        self.C, self.M = self.X.shape
+        as64 = lambda a: np.asarray(a).astype(np.float64)  # noqa: E731
+        self.G, self.B = as64(gamma), as64(beta)
+        self.RM, self.RV = as64(running_mean), as64(running_var)
+        self.eps = eps
+        self.eps_d = Fraction(round_fraction(Fraction(eps), FORMATS[dtype]))  # DType(eps)
+        self.mom = Fraction(round_fraction(Fraction(momentum), FORMATS["float32"]))
+        self.G_eff = np.ones(self.C) if flags.fix_gamma else self.G
+        self._statistics()
+
+    # --- per-channel statistics -------------------------------------------------------
+
+    def _statistics(self):
+        C, M, flags = self.C, self.M, self.flags
+        st = _Scalars(C)
+        params_ok = np.isfinite(self.G_eff) & np.isfinite(self.B)
+        x_ok = np.isfinite(self.X).all(axis=1)
+        for c in range(C):
+            if flags.batch_stats:
+                if not (x_ok[c] and params_ok[c]):
+                    continue
+                S = exact_sum(self.X[c])
+                mu = S / M
+                var = exact_dot(self.X[c], self.X[c]) / M - mu * mu
+                ve = var + self.eps_d
+                r = _MP.mpf(0) if ve == 0 else 1 / _MP.sqrt(_mpf(ve))
+            else:
+                if not (params_ok[c] and np.isfinite(self.RM[c]) and np.isfinite(self.RV[c])):
+                    continue
+                mu = Fraction(self.RM[c])
+                ve = Fraction(self.RV[c]) + self.eps_d
+                if ve <= 0:
+                    continue
+                r = 1 / _MP.sqrt(_mpf(ve))
+            st.exact[c] = True
+            st.mu[c], st.ve[c], st.r[c] = mu, ve, r
+            st.s[c] = r * _mpf(Fraction(self.G_eff[c]))
+        self.st = st
+        # IEEE float64 shadow of the statistics, for channels the exact path does not take.
+        with np.errstate(all="ignore"):
+            if flags.batch_stats:
+                mu64 = self.X.sum(axis=1) / M
+                var64 = ((self.X - mu64[:, None]) ** 2).sum(axis=1) / M
+            else:
+                mu64, var64 = self.RM.copy(), self.RV.copy()
+            ve64 = var64 + float(self.eps_d)
+            r64 = 1 / np.sqrt(ve64)
+            if flags.batch_stats:
+                r64 = np.where(ve64 == 0, 0.0, r64)
+        self.mu64, self.ve64, self.r64 = mu64, ve64, r64
+        self.mean_abs_x = np.abs(np.where(np.isfinite(self.X), self.X, 0)).mean(axis=1)
+
+    # --- outputs ----------------------------------------------------------------------
+
+    def outputs(self) -> dict[str, Expected]:
+        out = {}
+        if self.DY is None:
+            out["y"] = self._y()
+            if self.flags.output_mean_var:
+                out["mean"], out["invstd"] = self._mean_invstd()
+            out["running_mean"], out["running_var"] = self._unchanged_running_stats()
+            return out
+        out.update(self._backward())
+        if self.flags.batch_stats:
+            out["running_mean"], out["running_var"] = self._updated_running_stats()
+        else:
+            out["running_mean"], out["running_var"] = self._unchanged_running_stats()
+        return out
+
+    def _reshape(self, e: Expected) -> Expected:
+        f = lambda a: _from_channel_view(a, self.shape, self.axis)  # noqa: E731
+        return Expected(e.name, e.dtype, f(e.hi), f(e.lo), f(e.rounded), f(e.cond))
+
+    def _centered_terms(self):
+        """(x - mu) as four float64 terms (exact but for mu's 2**-159 representation)."""
+        mu1, mu2, mu3 = _triple_columns([m for m in self.st.mu])
+        a, b = two_sum(self.X, -mu1)
+        return (a, b, -mu2 + 0 * a, -mu3 + 0 * a), (mu1, mu2, mu3)
+
+    def _element_mask(self, *arrays):
+        mask = np.broadcast_to(self.st.exact[:, None], self.X.shape).copy()
+        for a in arrays:
+            mask &= np.isfinite(a)
+        return mask
+
+    def _y(self) -> Expected:
+        st, X = self.st, self.X
+        d_terms, (mu1, _, _) = self._centered_terms()
+        s_terms = _triple_columns(st.s)
+        terms, err_p = _product_terms_with_error(d_terms, s_terms)
+        hi, lo, err = accurate_sum(terms + [np.broadcast_to(self.B[:, None], X.shape)])
+        exact_mask = self._element_mask(X)
+
+        def slow(index):
+            c, j = index
+            return (_mpf(Fraction(X[c, j])) - _mpf(st.mu[c])) * st.s[c] + _mpf(Fraction(self.B[c]))
+
+        with np.errstate(all="ignore"):
+            ieee = (X - self.mu64[:, None]) * self.r64[:, None] * self.G_eff[:, None] + self.B[:, None]
+        s64 = np.array([float(s) for s in st.s])[:, None]
+        cond = condition.cond_y(X, mu1, s64, self.B[:, None], self.mean_abs_x[:, None],
+                                self.flags.batch_stats)
+        e = _finish("y", self.dtype, hi, lo, err + err_p, exact_mask, slow, ieee, cond)
+        return self._reshape(e)
+
+    def _mean_invstd(self) -> tuple[Expected, Expected]:
+        st = self.st
+        means, invstds = [], []
+        for c in range(self.C):
+            if st.exact[c]:
+                means.append(st.mu[c])
+                invstds.append(st.r[c])
+            else:
+                means.append(float(self.mu64[c]))
+                invstds.append(float(self.r64[c]))
+        if self.flags.batch_stats:
+            mean_cond = self.mean_abs_x
+        else:
+            mean_cond = np.zeros(self.C)  # the running mean itself: exact
+        invstd_cond = np.abs(np.array([float(r) for r in st.r]))
+        return (_expected_from_scalars("mean", self.param, means, mean_cond),
+                _expected_from_scalars("invstd", self.param, invstds, invstd_cond))
+
+    def _unchanged_running_stats(self) -> tuple[Expected, Expected]:
+        zeros = np.zeros(self.C)
+        return tuple(
+            Expected(name, self.param, a.copy(), zeros.copy(), a.copy(), zeros.copy())
+            for name, a in (("running_mean", self.RM), ("running_var", self.RV)))
+
+    def _updated_running_stats(self) -> tuple[Expected, Expected]:
+        st, m = self.st, self.mom
+        means, variances = [], []
+        for c in range(self.C):
+            if st.exact[c] and np.isfinite(self.RM[c]):
+                means.append(Fraction(self.RM[c]) * m + st.mu[c] * (1 - m))
+            else:
+                with np.errstate(all="ignore"):
+                    means.append(float(self.RM[c] * float(m) + self.mu64[c] * float(1 - m)))
+            if st.exact[c] and np.isfinite(self.RV[c]) and st.ve[c] != 0:
+                recovered = st.ve[c] - Fraction(self.eps)  # 1/r^2 - eps, exactly
+                variances.append(Fraction(self.RV[c]) * m + recovered * (1 - m))
+            else:
+                with np.errstate(all="ignore"):
+                    recovered64 = 1 / self.r64[c] ** 2 - self.eps
+                    variances.append(float(self.RV[c] * float(m) + recovered64 * float(1 - m)))
+        mf = float(m)
+        ve = np.array([float(v) for v in st.ve])
+        return (
+            _expected_from_scalars("running_mean", self.param, means,
+                                   condition.cond_running_mean(self.RM, mf, self.mean_abs_x)),
+            _expected_from_scalars("running_var", self.param, variances,
+                                   condition.cond_running_var(self.RV, mf, ve, self.eps)),
+        )
+
+    def _backward(self) -> dict[str, Expected]:
+        st, X, DY, M, flags = self.st, self.X, self.DY, self.M, self.flags
+        dy_ok = np.isfinite(DY).all(axis=1)
+        sdy, dotp = [], []
+        for c in range(self.C):
+            if dy_ok[c]:
+                sdy.append(exact_sum(DY[c]))
+            else:
+                sdy.append(None)
+            if st.exact[c] and dy_ok[c] and np.isfinite(X[c]).all():
+                dotp.append(exact_dot(X[c], DY[c]) - st.mu[c] * sdy[c])
+            else:
+                dotp.append(None)
+        w_terms = _triple_columns(st.s)  # w = r g = s
+        d_terms, (mu1, _, _) = self._centered_terms()
+        abs_d = np.abs(X - mu1)
+        abs_dy = np.abs(np.where(np.isfinite(DY), DY, 0))
+        with np.errstate(all="ignore"):
+            d64 = X - self.mu64[:, None]
+            w64 = (self.r64 * self.G_eff)[:, None]
+            sdy64 = DY.sum(axis=1)
+            dotp64 = (d64 * DY).sum(axis=1)
+        if flags.batch_stats:
+            a_vals = [s / M if s is not None else Fraction(0) for s in sdy]
+            k_vals = [(p / (M * st.ve[c]) if st.ve[c] != 0 else Fraction(0))
+                      if p is not None else Fraction(0) for c, p in enumerate(dotp)]
+            a_terms = _triple_columns(a_vals)
+            k_terms = _triple_columns(k_vals)
+            dk, err_dk = _product_terms_with_error(d_terms, k_terms)
+            inner = [DY] + [-t for t in a_terms] + [-t for t in dk]
+            t_hi, t_lo, t_err = accurate_sum([np.broadcast_to(t, X.shape) for t in inner])
+            t_err = t_err + err_dk
+            exact_mask = self._element_mask(X, DY) & dy_ok[:, None] & np.array(
+                [p is not None for p in dotp])[:, None]
+            with np.errstate(all="ignore"):
+                k64 = dotp64 * self.r64**2 / M
+                ieee = (DY - (sdy64 / M)[:, None] - d64 * k64[:, None]) * w64
+
+            def slow(index):
+                c, j = index
+                d = _mpf(Fraction(X[c, j])) - _mpf(st.mu[c])
+                t = _mpf(Fraction(DY[c, j])) - _mpf(a_vals[c]) - d * _mpf(k_vals[c])
+                return t * st.s[c]
+
+            k_abs = np.abs(np.array([float(k) for k in k_vals]))[:, None]
+            r_abs = np.abs(np.array([float(r) for r in st.r]))[:, None]
+            cond = condition.cond_dx(DY, abs_d, w_terms[0], k_abs, r_abs,
+                                     abs_dy.mean(axis=1)[:, None], self.mean_abs_x[:, None],
+                                     (abs_d * abs_dy).mean(axis=1)[:, None], True)
+        else:
+            t_hi, t_lo = DY, np.zeros_like(DY)
+            t_err = np.zeros_like(DY)
+            exact_mask = self._element_mask(DY)
+            with np.errstate(all="ignore"):
+                ieee = DY * w64
+
+            def slow(index):
+                c, j = index
+                return _mpf(Fraction(DY[c, j])) * st.s[c]
+
+            cond = condition.cond_dx(DY, abs_d, w_terms[0], 0, 0, 0, 0, 0, False)
+        # dx = t * w, a product of a double-double and a triple: no cancellation.
+        w1, w2, w3 = w_terms
+        p1, e1 = two_prod(t_hi, w1)
+        p2, e2 = two_prod(t_hi, w2)
+        p3, e3 = two_prod(t_lo, w1)
+        terms = [p1, e1, p2, e2, p3, e3, t_hi * w3, t_lo * w2]
+        hi, lo, err = accurate_sum([np.broadcast_to(t, X.shape) for t in terms])
+        w_abs = np.abs(w1)
+        err = err + t_err * w_abs * 1.001 + 2.0**-52 * (np.abs(t_hi * w3) + np.abs(t_lo * w2)) \
+            + (np.abs(t_lo) * np.abs(w3)) * 2
+        dx = self._reshape(_finish("dx", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond))
+
+        dgammas, dbetas = [], []
+        for c in range(self.C):
+            if flags.fix_gamma:
+                dgammas.append(Fraction(0))
+            elif dotp[c] is not None:
+                dgammas.append(_mpf(dotp[c]) * st.r[c])
+            else:
+                with np.errstate(all="ignore"):
+                    dgammas.append(float(dotp64[c] * self.r64[c]))
+            dbetas.append(sdy[c] if sdy[c] is not None else float(sdy64[c]))
+        r_abs = np.abs(np.array([float(r) for r in st.r]))
+        sum_abs_dy = abs_dy.sum(axis=1)
+        if flags.fix_gamma:
+            dgamma_cond = np.zeros(self.C)
+        else:
+            dgamma_cond = condition.cond_dgamma(r_abs, (abs_d * abs_dy).sum(axis=1),
+                                                self.mean_abs_x, sum_abs_dy, flags.batch_stats)
+        return {
+            "dx": dx,
+            "dgamma": _expected_from_scalars("dgamma", self.param, dgammas, dgamma_cond),
+            "dbeta": _expected_from_scalars("dbeta", self.param, dbetas, sum_abs_dy),
+        }
