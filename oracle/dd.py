@@ -12,7 +12,8 @@ terms (an *expansion*) and reduces it to a double-double hi + lo:
   |hi + lo - sum(terms)| <= err = 2 n u^2 |hi| + 2**-140 sum|terms|   (u = 2**-53)
   for n <= 64 terms. After three passes the n - 1 residuals hold s - fl(s), of size u |s|
   up to O((n u)^3) sum|terms|; summing them in float64 errs by (n - 1) u times their size.
-  Both parts carry a safety factor of 2 or more.
+  Both parts carry a safety factor of 2 or more. Where the residuals are all zero the sum
+  is exact and err = 0 (so exact zeros and exactly representable results are recognised).
 
 All functions take and return float64 numpy arrays of one common shape.
 """
@@ -60,9 +61,11 @@ def accurate_sum(terms: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for _ in range(3):
         _vec_sum(work)
     rest = sum(work[:-1]) if len(work) > 1 else np.zeros_like(work[0])
+    residual = sum(np.abs(t) for t in work[:-1]) if len(work) > 1 else rest
     hi, lo = two_sum(work[-1], rest)
     err = np.abs(hi) * (2 * len(terms) * 2.0**-106) + magnitude * 2.0**-140
-    return hi, lo, err
+    # Residuals all zero: the terms sum exactly to work[-1] = hi, with lo = 0.
+    return hi, lo, np.where(residual == 0, 0.0, err)
 
 
 def product_terms(a: list, b: list) -> list:

@@ -33,7 +33,8 @@ import numpy as np
 
 from . import condition
 from .api import Expected
-from .dd import accurate_sum, split3, two_prod, two_sum
+from . import fastpath
+from .dd import split3
 from .exact import exact_dot, exact_sum
 from .flags import DTYPES, Flags
 from .formats import FORMATS, round_dd, round_fraction
@@ -42,7 +43,7 @@ from .validate import check_arguments
 PRECISION_BITS = 256
 _MP = mpmath.mp.clone() if hasattr(mpmath.mp, "clone") else mpmath.mp
 _DIGITS_BOUND = 2.0**-100  # err/|value| that proves 30 significant digits
-_TINY = 2.0**-900  # below this a two_prod may underflow: slow path
+_TINY = 2.0**-400  # inputs or scales this small could make a two_prod underflow: slow path
 
 
 def _mpf(value) -> "mpmath.mpf":
@@ -92,9 +93,9 @@ def _from_channel_view(a: np.ndarray, shape, axis: int) -> np.ndarray:
     return np.moveaxis(a.reshape(moved), 0, axis)
 
 
-def _triple_columns(values: list) -> list[np.ndarray]:
+def _triple_columns(values: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     parts = np.array([split3(v) for v in values], dtype=np.float64).reshape(len(values), 3)
-    return [parts[:, i:i + 1] for i in range(3)]
+    return tuple(parts[:, i:i + 1] for i in range(3))
 
 
 def _expected_from_scalars(name, dtype, values, conds) -> Expected:
@@ -116,12 +117,13 @@ def _expected_from_scalars(name, dtype, values, conds) -> Expected:
     return Expected(name, dtype, hi, lo, rounded, np.asarray(conds, dtype=np.float64))
 
 
-def _finish(name, dtype, hi, lo, err, exact_mask, slow, ieee, cond) -> Expected:
-    """Round the fast-path values, send undecided elements to `slow(index) -> mpf`, and take
-    IEEE values where exact_mask is False."""
+def _finish(name, dtype, hi, lo, err, exact_mask, slow, ieee, cond, risky) -> Expected:
+    """Round the fast-path values, send undecided and `risky` elements (whose products
+    could underflow) to `slow(index) -> mpf`, and take IEEE values where exact_mask is
+    False."""
     fmt = FORMATS[dtype]
-    err = np.where(np.abs(hi) < _TINY, np.inf, err)
     rounded, undecided = round_dd(hi, lo, err, fmt)
+    undecided |= risky
     undecided |= err > _DIGITS_BOUND * np.abs(hi)
     undecided &= exact_mask
     hi, lo = hi.copy(), lo.copy()
@@ -139,31 +141,16 @@ def _finish(name, dtype, hi, lo, err, exact_mask, slow, ieee, cond) -> Expected:
     return Expected(name, dtype, hi, lo, rounded, np.asarray(cond, dtype=np.float64))
 
 
+def _tiny(a) -> np.ndarray:
+    """Nonzero magnitudes below _TINY, where a two_prod could underflow."""
+    a = np.abs(np.asarray(a, dtype=np.float64))
+    return (a != 0) & (a < _TINY)
+
+
 def _round_ieee(values: np.ndarray, fmt) -> np.ndarray:
     from .formats import round_float64
 
     return round_float64(values, fmt)
-
-
-def _product_terms_with_error(a_terms, b_terms):
-    """Terms whose sum is (sum a)(sum b) up to the returned error bound.
-
-    a_terms = (a1, a2, a3, a4) with a2 ~ u a1 and a3, a4 small; b_terms = (b1, b2, b3), a
-    non-overlapping triple. Products of weight above u^2 are taken exactly by two_prod,
-    those of weight u^2 as plain products (their rounding is in the bound), the rest
-    (weight <= u^3 of |a| |b|) are dropped and bounded.
-    """
-    a1, a2, a3, a4 = a_terms
-    b1, b2, b3 = b_terms
-    terms = []
-    for x, y in ((a1, b1), (a1, b2), (a2, b1), (a3, b1)):
-        p, e = two_prod(x, y)
-        terms += [p, e]
-    plain = [a1 * b3, a2 * b2, a3 * b2, a4 * b1]
-    terms += plain
-    dropped = (np.abs(a2) + np.abs(a3)) * np.abs(b3) + np.abs(a4) * (np.abs(b2) + np.abs(b3))
-    err = 2.0**-52 * sum(np.abs(p) for p in plain) + 2 * dropped
-    return terms, err
 
 
 def evaluate_reference(x, gamma, beta, running_mean, running_var, dy, *, flags: Flags, eps,
@@ -171,7 +158,7 @@ def evaluate_reference(x, gamma, beta, running_mean, running_var, dy, *, flags: 
     """Return the expected outputs (see oracle.api.evaluate for what is returned)."""
     dtype, ax = check_arguments(x, gamma, beta, running_mean, running_var, axis=axis, eps=eps,
                                 momentum=momentum, dy=dy)
-    with _MP.workprec(PRECISION_BITS):
+    with _MP.workprec(PRECISION_BITS), np.errstate(all="ignore"):
         return _Evaluation(x, gamma, beta, running_mean, running_var, dy, flags, float(eps),
                            float(momentum), dtype, ax).outputs()
 
@@ -259,12 +246,6 @@ class _Evaluation:
         f = lambda a: _from_channel_view(a, self.shape, self.axis)  # noqa: E731
         return Expected(e.name, e.dtype, f(e.hi), f(e.lo), f(e.rounded), f(e.cond))
 
-    def _centered_terms(self):
-        """(x - mu) as four float64 terms (exact but for mu's 2**-159 representation)."""
-        mu1, mu2, mu3 = _triple_columns([m for m in self.st.mu])
-        a, b = two_sum(self.X, -mu1)
-        return (a, b, -mu2 + 0 * a, -mu3 + 0 * a), (mu1, mu2, mu3)
-
     def _element_mask(self, *arrays):
         mask = np.broadcast_to(self.st.exact[:, None], self.X.shape).copy()
         for a in arrays:
@@ -273,10 +254,9 @@ class _Evaluation:
 
     def _y(self) -> Expected:
         st, X = self.st, self.X
-        d_terms, (mu1, _, _) = self._centered_terms()
-        s_terms = _triple_columns(st.s)
-        terms, err_p = _product_terms_with_error(d_terms, s_terms)
-        hi, lo, err = accurate_sum(terms + [np.broadcast_to(self.B[:, None], X.shape)])
+        mu = _triple_columns(st.mu)
+        hi, lo, err = fastpath.blockwise(fastpath.y_value, [X],
+                                         [mu, _triple_columns(st.s), self.B[:, None]])
         exact_mask = self._element_mask(X)
 
         def slow(index):
@@ -286,9 +266,10 @@ class _Evaluation:
         with np.errstate(all="ignore"):
             ieee = (X - self.mu64[:, None]) * self.r64[:, None] * self.G_eff[:, None] + self.B[:, None]
         s64 = np.array([float(s) for s in st.s])[:, None]
-        cond = condition.cond_y(X, mu1, s64, self.B[:, None], self.mean_abs_x[:, None],
+        cond = condition.cond_y(X, mu[0], s64, self.B[:, None], self.mean_abs_x[:, None],
                                 self.flags.batch_stats)
-        e = _finish("y", self.dtype, hi, lo, err + err_p, exact_mask, slow, ieee, cond)
+        e = _finish("y", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond,
+                    _tiny(X) | _tiny(s64) | _tiny(mu[0]))
         return self._reshape(e)
 
     def _mean_invstd(self) -> tuple[Expected, Expected]:
@@ -354,8 +335,8 @@ class _Evaluation:
             else:
                 dotp.append(None)
         w_terms = _triple_columns(st.s)  # w = r g = s
-        d_terms, (mu1, _, _) = self._centered_terms()
-        abs_d = np.abs(X - mu1)
+        mu = _triple_columns(st.mu)
+        abs_d = np.abs(X - mu[0])
         abs_dy = np.abs(np.where(np.isfinite(DY), DY, 0))
         with np.errstate(all="ignore"):
             d64 = X - self.mu64[:, None]
@@ -366,12 +347,9 @@ class _Evaluation:
             a_vals = [s / M if s is not None else Fraction(0) for s in sdy]
             k_vals = [(p / (M * st.ve[c]) if st.ve[c] != 0 else Fraction(0))
                       if p is not None else Fraction(0) for c, p in enumerate(dotp)]
-            a_terms = _triple_columns(a_vals)
-            k_terms = _triple_columns(k_vals)
-            dk, err_dk = _product_terms_with_error(d_terms, k_terms)
-            inner = [DY] + [-t for t in a_terms] + [-t for t in dk]
-            t_hi, t_lo, t_err = accurate_sum([np.broadcast_to(t, X.shape) for t in inner])
-            t_err = t_err + err_dk
+            hi, lo, err = fastpath.blockwise(
+                fastpath.dx_batch_value, [X, DY],
+                [mu, _triple_columns(a_vals), _triple_columns(k_vals), w_terms])
             exact_mask = self._element_mask(X, DY) & dy_ok[:, None] & np.array(
                 [p is not None for p in dotp])[:, None]
             with np.errstate(all="ignore"):
@@ -390,8 +368,7 @@ class _Evaluation:
                                      abs_dy.mean(axis=1)[:, None], self.mean_abs_x[:, None],
                                      (abs_d * abs_dy).mean(axis=1)[:, None], True)
         else:
-            t_hi, t_lo = DY, np.zeros_like(DY)
-            t_err = np.zeros_like(DY)
+            hi, lo, err = fastpath.blockwise(fastpath.dx_running_value, [DY], [w_terms])
             exact_mask = self._element_mask(DY)
             with np.errstate(all="ignore"):
                 ieee = DY * w64
@@ -401,17 +378,11 @@ class _Evaluation:
                 return _mpf(Fraction(DY[c, j])) * st.s[c]
 
             cond = condition.cond_dx(DY, abs_d, w_terms[0], 0, 0, 0, 0, 0, False)
-        # dx = t * w, a product of a double-double and a triple: no cancellation.
-        w1, w2, w3 = w_terms
-        p1, e1 = two_prod(t_hi, w1)
-        p2, e2 = two_prod(t_hi, w2)
-        p3, e3 = two_prod(t_lo, w1)
-        terms = [p1, e1, p2, e2, p3, e3, t_hi * w3, t_lo * w2]
-        hi, lo, err = accurate_sum([np.broadcast_to(t, X.shape) for t in terms])
-        w_abs = np.abs(w1)
-        err = err + t_err * w_abs * 1.001 + 2.0**-52 * (np.abs(t_hi * w3) + np.abs(t_lo * w2)) \
-            + (np.abs(t_lo) * np.abs(w3)) * 2
-        dx = self._reshape(_finish("dx", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond))
+        risky = _tiny(X) | _tiny(DY) | _tiny(w_terms[0]) | _tiny(mu[0])
+        if flags.batch_stats:
+            risky = risky | _tiny(_triple_columns(k_vals)[0]) | _tiny(_triple_columns(a_vals)[0])
+        dx = self._reshape(_finish("dx", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond,
+                                   risky))
 
         dgammas, dbetas = [], []
         for c in range(self.C):
