@@ -188,11 +188,13 @@ class _Evaluation:
     def _statistics(self):
         C, M, flags = self.C, self.M, self.flags
         st = _Scalars(C)
-        params_ok = np.isfinite(self.G_eff) & np.isfinite(self.B)
+        # gamma/beta enter only y, dx (and dgamma through nothing): a non-finite one leaves
+        # the statistics exact and sends that channel's y and dx down the IEEE path.
+        self.params_ok = np.isfinite(self.G_eff) & np.isfinite(self.B)
         x_ok = np.isfinite(self.X).all(axis=1)
         for c in range(C):
             if flags.batch_stats:
-                if not (x_ok[c] and params_ok[c]):
+                if not x_ok[c]:
                     continue
                 S = exact_sum(self.X[c])
                 mu = S / M
@@ -200,7 +202,7 @@ class _Evaluation:
                 ve = var + self.eps_d
                 r = _MP.mpf(0) if ve == 0 else 1 / _MP.sqrt(_mpf(ve))
             else:
-                if not (params_ok[c] and np.isfinite(self.RM[c]) and np.isfinite(self.RV[c])):
+                if not (np.isfinite(self.RM[c]) and np.isfinite(self.RV[c])):
                     continue
                 mu = Fraction(self.RM[c])
                 ve = Fraction(self.RV[c]) + self.eps_d
@@ -209,7 +211,8 @@ class _Evaluation:
                 r = 1 / _MP.sqrt(_mpf(ve))
             st.exact[c] = True
             st.mu[c], st.ve[c], st.r[c] = mu, ve, r
-            st.s[c] = r * _mpf(Fraction(self.G_eff[c]))
+            if self.params_ok[c]:
+                st.s[c] = r * _mpf(Fraction(self.G_eff[c]))
         self.st = st
         # IEEE float64 shadow of the statistics, for channels the exact path does not take.
         with np.errstate(all="ignore"):
@@ -247,7 +250,7 @@ class _Evaluation:
         return Expected(e.name, e.dtype, f(e.hi), f(e.lo), f(e.rounded), f(e.cond))
 
     def _element_mask(self, *arrays):
-        mask = np.broadcast_to(self.st.exact[:, None], self.X.shape).copy()
+        mask = np.broadcast_to((self.st.exact & self.params_ok)[:, None], self.X.shape).copy()
         for a in arrays:
             mask &= np.isfinite(a)
         return mask
