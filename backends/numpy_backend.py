@@ -11,7 +11,7 @@ g_c = 1 if fix_gamma else gamma_c; e = DType(eps), eps rounded to the data dtype
     batch stats (training and not use_global_stats):
         mean_c   = sum(x) / M
         var_c    = sum((x - mean_c)^2) / M                 biased: divide by M, not M - 1
-        invstd_c = 1 / sqrt(var_c + e)                     0 when var_c = 0 and eps = 0
+        invstd_c = 1 / sqrt(var_c + e)                     0 when var_c + e = 0
     running stats (otherwise):
         mean_c   = running_mean_c
         invstd_c = 1 / sqrt(running_var_c + e)
@@ -38,6 +38,8 @@ Layout: x is viewed as [..., C] (np.moveaxis, channel axis last), so per-channel
 shape [C] broadcast against it and every statistic reduces over all axes but the last.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -66,6 +68,15 @@ def channel_sum(a: np.ndarray) -> np.ndarray:
     return a.sum(axis=tuple(range(a.ndim - 1)))
 
 
+def ieee(method):
+    """Run method with numpy's floating-point warnings off: NaN and Inf are results here."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return method(*args, **kwargs)
+    return wrapper
+
+
 class NumpyBackend:
     """Batch norm in numpy with float64 accumulation; see the module docstring for the math."""
 
@@ -82,6 +93,7 @@ class NumpyBackend:
 
     # --- the operator -------------------------------------------------------------------
 
+    @ieee
     def forward(self, x, gamma, beta, running_mean, running_var, *, eps, momentum,
                 fix_gamma, use_global_stats, output_mean_var, axis, training,
                 cudnn_off=False) -> dict[str, np.ndarray]:
@@ -104,6 +116,7 @@ class NumpyBackend:
         out["running_mean"], out["running_var"] = running_mean, running_var
         return out
 
+    @ieee
     def backward(self, x, gamma, beta, running_mean, running_var, dy, *, eps, momentum,
                  fix_gamma, use_global_stats, output_mean_var, axis, training,
                  cudnn_off=False) -> dict[str, np.ndarray]:
@@ -119,10 +132,15 @@ class NumpyBackend:
                                             batch=batch)
         g = 1.0 if fix_gamma else gamma.astype(np.float64)
         xc = xs - mean
+        count = xs.size // xs.shape[-1]  # M
         sdy, dotp = self.channel_sums(dys, xc)
         if batch:
-            m = xs.size // xs.shape[-1]
-            dx = (dys - sdy / m - xc * (dotp * invstd * invstd / m)) * (invstd * g)
+            # xc carries the rounding error of the float64 mean (up to u |mean|) into every
+            # element, and dotp would add it up times sum(dy), swamping a small dotp (data
+            # far from 0, dy nearly constant). mean(xc) measures that error: take it out.
+            dotp = dotp - channel_sum(xc) / count * sdy
+            k = dotp * invstd * invstd / count
+            dx = (dys - sdy / count - xc * k) * (invstd * g)
         else:
             dx = dys * (invstd * g)
         dgamma, dbeta = self.param_grads(sdy, dotp, invstd, fix_gamma)
@@ -138,14 +156,14 @@ class NumpyBackend:
 
     def statistics(self, xs, running_mean, running_var, dtype, eps, *, batch):
         """Return (mean, var, invstd) per channel, float64 [C]; var is the biased batch
-        variance, or None with running stats. invstd = 0 where var = 0 and eps = 0."""
+        variance, or None with running stats. With batch stats invstd = 0 where
+        var + DType(eps) = 0 (a constant channel with eps = 0): no division by zero."""
         e = float(round_float64(eps, FORMATS[dtype]))  # DType(eps)
         if not batch:
             mean = running_mean.astype(np.float64)
             return mean, None, self.invstd(running_var.astype(np.float64), e)
         mean, var = self.batch_moments(xs)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            invstd = np.where((var == 0) & (eps == 0), 0.0, self.invstd(var, e))
+        invstd = np.where(var + e == 0, 0.0, self.invstd(var, e))
         return mean, var, invstd
 
     def batch_moments(self, xs):
@@ -154,22 +172,19 @@ class NumpyBackend:
         The mean gets one correction pass (mean += mean(x - mean)), which makes it exact for
         a constant channel, so that the variance of a constant channel is exactly 0.
         """
-        m = xs.size // xs.shape[-1]
-        with np.errstate(invalid="ignore", over="ignore"):
-            mean = channel_sum(xs) / m
-            mean = mean + channel_sum(xs - mean) / m
-            var = channel_sum(np.square(xs - mean)) / m
+        count = xs.size // xs.shape[-1]  # M
+        mean = channel_sum(xs) / count
+        mean = np.where(np.isfinite(mean), mean + channel_sum(xs - mean) / count, mean)
+        var = channel_sum(np.square(xs - mean)) / count
         return mean, var
 
     def invstd(self, var, e):
         """Return 1/sqrt(var + e) (IEEE: +inf at 0, NaN below 0)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return 1.0 / np.sqrt(var + e)
+        return 1.0 / np.sqrt(var + e)
 
     def channel_sums(self, dys, xc):
         """Return (sum(dy), sum((x - mean) * dy)) per channel, float64 [C]."""
-        with np.errstate(invalid="ignore", over="ignore"):
-            return channel_sum(dys), channel_sum(xc * dys)
+        return channel_sum(dys), channel_sum(xc * dys)
 
     def param_grads(self, sdy, dotp, invstd, fix_gamma):
         """Return (dgamma, dbeta) per channel: (dotp * invstd or 0 with fix_gamma, sdy)."""
@@ -181,10 +196,9 @@ class NumpyBackend:
         """Update running_mean/running_var in place with the batch statistics."""
         e = float(round_float64(eps, FORMATS[dtype]))
         m = float(np.float32(momentum))
-        with np.errstate(invalid="ignore", over="ignore"):
-            recovered = np.where(invstd == 0, np.inf, var + (e - eps))  # 1/invstd^2 - eps
-            new_mean = running_mean.astype(np.float64) * m + mean * (1 - m)
-            new_var = running_var.astype(np.float64) * m + recovered * (1 - m)
+        recovered = np.where(invstd == 0, np.inf, var + (e - eps))  # 1/invstd^2 - eps
+        new_mean = running_mean.astype(np.float64) * m + mean * (1 - m)
+        new_var = running_var.astype(np.float64) * m + recovered * (1 - m)
         param = DTYPES[dtype].param
         running_mean[...] = to_dtype(new_mean, param)
         running_var[...] = to_dtype(new_var, param)
