@@ -182,6 +182,11 @@ class Output:
     dtype: str
     values: np.ndarray  # object array of Value, in the output's shape
 
+    @property
+    def undefined(self) -> np.ndarray:
+        """Mask of the elements this reference leaves out (None)."""
+        return np.vectorize(lambda v: v is None, otypes=[bool])(self.values)
+
     def rounded(self) -> np.ndarray:
         """Correctly rounded values (float64 array); NaN where the reference leaves the value
         out (None)."""
