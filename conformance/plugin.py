@@ -1,0 +1,242 @@
+"""The pytest plugin of the conformance suite (entry point ``pytest11: bn_conformance``).
+
+Options: ``--backend NAME`` (or $BN_BACKEND), ``--list-backends``, ``--cases DIR``,
+``--tolerance strict|framework``, ``--report-dir DIR``, ``--known-deviations FILE``.
+
+The plugin switches itself on only for runs that collect the suite (a path argument inside
+or above the conformance package, ``--pyargs conformance``) or name a backend, so other
+test runs in the same environment never load a backend. Once on, it resolves the backend
+in ``pytest_configure`` (one usage error if it does not load), prints it in the header,
+parametrizes every test marked ``bn_cases(*ops)`` with the case ids of those ops, turns
+known deviations into xfails, and writes the reports at the end of the session.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import shlex
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from . import cases, deviations, registry, reports
+from .suite import CaseCheck, SuiteState
+from .tolerances import DEFAULT_PROFILE, PROFILES
+
+STATE = pytest.StashKey[SuiteState]()
+RECORD = pytest.StashKey[dict]()
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("bn_conformance", "batch-norm conformance suite")
+    group.addoption("--backend", default=None, metavar="NAME",
+                    help="backend under test: a registered name or package.module:factory "
+                         f"(default: ${registry.ENV_VAR}, else the first of "
+                         f"{', '.join(registry.DEFAULTS)} that loads)")
+    group.addoption("--list-backends", action="store_true", default=False,
+                    help="list the registered backends and exit")
+    group.addoption("--cases", default=None, metavar="DIR",
+                    help=f"golden case directory (default: {cases.DEFAULT_CASES_DIR})")
+    group.addoption("--tolerance", default=DEFAULT_PROFILE, choices=PROFILES,
+                    help="tolerance profile (conformance/tolerances.py; default: strict)")
+    group.addoption("--report-dir", default="reports", metavar="DIR",
+                    help="write <DIR>/<backend>/summary.{json,md} (default: reports)")
+    group.addoption("--known-deviations", default=None, metavar="FILE",
+                    help="known-deviations file (default: "
+                         "conformance/known_deviations/<backend>.txt)")
+
+
+def pytest_cmdline_main(config: pytest.Config):
+    if config.getoption("list_backends"):
+        lines = registry.describe_all()
+        print("\n".join(lines) if lines else f"no backends registered in {registry.GROUP}")
+        return 0
+    return None
+
+
+def _collects_suite(config: pytest.Config) -> bool:
+    """Return True if the run names a backend or collects the conformance package."""
+    if config.getoption("backend"):
+        return True
+    for arg in config.args:
+        if config.getoption("pyargs") and arg.split(".")[0].split("::")[0] == "conformance":
+            return True
+        path = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        if path == PACKAGE_DIR or PACKAGE_DIR in path.parents or path in PACKAGE_DIR.parents:
+            return True
+    return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "bn_cases(*ops): parametrize case_id with the golden cases of these ops")
+    if not _collects_suite(config):
+        return
+    state = config.stash[STATE] = _build_state(config)
+    if _is_controller(config):
+        config.pluginmanager.register(RunReporter(config, state), "bn_conformance_reporter")
+
+
+def _build_state(config: pytest.Config) -> SuiteState:
+    try:
+        resolved = registry.resolve(config.getoption("backend"))
+    except registry.BackendError as exc:
+        raise pytest.UsageError(f"bn-conformance: {exc}") from None
+    option = config.getoption("cases")
+    try:
+        cases_dir = cases.check_cases_dir(option or cases.DEFAULT_CASES_DIR)
+    except ValueError as exc:
+        raise pytest.UsageError(f"bn-conformance: --cases: {exc}") from None
+    dev_option = config.getoption("known_deviations")
+    dev_path = Path(dev_option) if dev_option else deviations.default_path(resolved.backend.name)
+    if dev_option and not dev_path.is_file():
+        raise pytest.UsageError(f"bn-conformance: --known-deviations={dev_option!r} is not a file")
+    try:
+        entries = deviations.load(dev_path)
+    except deviations.DeviationFileError as exc:
+        raise pytest.UsageError(f"bn-conformance: {exc}") from None
+    return SuiteState(resolved=resolved, cases_dir=cases_dir, cases_dir_given=bool(option),
+                      profile=config.getoption("tolerance"), deviations=entries,
+                      deviations_path=dev_path if dev_path.is_file() else None,
+                      report_dir=Path(config.invocation_params.dir,
+                                      config.getoption("report_dir")))
+
+
+def _state(config: pytest.Config) -> SuiteState:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        raise pytest.UsageError(
+            "bn-conformance: the suite was collected without being switched on; "
+            "name the backend with --backend NAME")
+    return state
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return []
+    b, r = state.backend, state.resolved
+    n_cases = len(cases.case_paths(state.cases_dir))
+    dev = (f"{state.deviations_path} ({len(state.deviations)} entries)"
+           if state.deviations_path else "none")
+    return [
+        f"bn-conformance backend: {b.name} {b.version}, device {b.capabilities.device} "
+        f"[{r.target}; {r.how}]",
+        f"bn-conformance tolerance: {state.profile}; cases: {state.cases_dir} ({n_cases}); "
+        f"known deviations: {dev}; reports: {reports.backend_dir(state.report_dir, b.name)}",
+    ]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("bn_cases")
+    if marker is None:
+        return
+    state = _state(metafunc.config)
+    ids = cases.ids_for(state.cases_dir, marker.args)
+    metafunc.parametrize("case_id", ids, ids=ids)
+
+
+def _case_id(item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("case_id") if callspec is not None else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None or not state.deviations:
+        return
+    used = set()
+    for item in items:
+        case_id = _case_id(item)
+        if case_id is None:
+            continue
+        entry = deviations.first_match(state.deviations, item.originalname, case_id)
+        if entry is not None:
+            used.add(entry)
+            item.add_marker(pytest.mark.xfail(reason=f"known deviation: {entry.reason}",
+                                              strict=False))
+    if getattr(config, "workerinput", {}).get("workerid", "gw0") != "gw0":
+        return  # under xdist one worker speaks for all
+    for entry in state.deviations:
+        if entry not in used:
+            warnings.warn(deviations.UnmatchedDeviationWarning(
+                deviations.unmatched_message(entry)))
+
+
+@pytest.fixture
+def conformance(request: pytest.FixtureRequest) -> CaseCheck:
+    """The running suite, seen from one test: load the case, run the backend, judge."""
+    state = _state(request.config)
+    record = {"id": _case_id(request.node), "test": request.node.originalname}
+    request.node.stash[RECORD] = record
+    return CaseCheck(state, record)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    record = item.stash.get(RECORD, None)
+    if record is not None and call.when == "call":
+        import json
+
+        report.user_properties = [*report.user_properties,
+                                  (reports.PROPERTY, json.dumps(record, allow_nan=False))]
+    return report
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+class RunReporter:
+    """Registered in the controlling process only: folds every test report (the xdist
+    workers' included) into the run's results and writes the reports at the end."""
+
+    def __init__(self, config: pytest.Config, state: SuiteState):
+        self.config = config
+        self.state = state
+        self.collector = reports.Collector()
+        self.started = time.time()
+
+    def pytest_runtest_logreport(self, report) -> None:
+        self.collector.add(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.config.getoption("collectonly"):
+            return
+        command = shlex.join(["pytest", *self.config.invocation_params.args])
+        document = reports.summary(self.collector, self.environment(command),
+                                   generated_by=command)
+        out = reports.write(self.state.report_dir, self.state.backend_name, document)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"bn-conformance: wrote {out}/summary.json and summary.md")
+
+    def environment(self, command: str) -> dict:
+        """Return the environment block of the report."""
+        state, b = self.state, self.state.backend
+        versions = {"python": platform.python_version(), "platform": platform.platform()}
+        for dist in ("bn-conformance", "numpy", "ml_dtypes", "pytest", "pytest-xdist"):
+            try:
+                versions[dist] = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                versions[dist] = "not installed"
+        stamp = "%Y-%m-%dT%H:%M:%S%z"
+        return {
+            "backend": {"name": b.name, "version": b.version, "device": b.capabilities.device,
+                        "spec": state.resolved.spec, "target": state.resolved.target,
+                        "how": state.resolved.how, "profile": list(b.capabilities.profile)},
+            "tolerance": state.profile,
+            "cases_dir": str(state.cases_dir),
+            "known_deviations": str(state.deviations_path) if state.deviations_path else None,
+            "versions": versions,
+            "command": command,
+            "cwd": str(self.config.invocation_params.dir),
+            "xdist_workers": getattr(self.config.option, "numprocesses", None),
+            "started": time.strftime(stamp, time.localtime(self.started)),
+            "finished": time.strftime(stamp),
+        }

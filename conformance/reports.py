@@ -1,0 +1,124 @@
+"""The run's reports: ``<report dir>/<backend>/summary.json`` and ``summary.md``.
+
+Only the process that owns the run (pytest's, or xdist's controller) writes. Results reach
+it as test reports: each test's record (case facts and per-output numbers) travels in the
+report's ``user_properties`` under ``PROPERTY``, which pytest-xdist carries from the
+workers. Both files are replaced atomically (temporary file + os.replace), so a report is
+always one whole run.
+
+summary.json (``SCHEMA``): {schema, generated_by, environment, counts, results}, one result
+per test (test, case id, op, dtype, flags, family, outcome, reason, outputs{name: numbers}).
+Non-finite numbers are written as the strings "inf" / "nan".
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCHEMA = "bn-conformance-report/1"
+PROPERTY = "bn_conformance"
+OUTCOMES = ("pass", "fail", "error", "skip", "xfail", "xpass")
+
+
+@dataclass
+class Collector:
+    """Per-test outcomes gathered from pytest's reports (setup, call, teardown)."""
+
+    results: dict[str, dict] = field(default_factory=dict)
+
+    def add(self, report) -> None:
+        """Fold one phase's report into its test's result."""
+        entry = self.results.setdefault(report.nodeid, {
+            "nodeid": report.nodeid, "outcome": None, "reason": None, "duration": 0.0})
+        entry["duration"] += float(getattr(report, "duration", 0.0) or 0.0)
+        for name, value in getattr(report, "user_properties", ()):
+            if name == PROPERTY:
+                entry.update(json.loads(value))
+        outcome, reason = _phase_outcome(report)
+        if outcome is None or entry["outcome"] in ("fail", "error"):
+            return
+        if entry["outcome"] is None or outcome in ("fail", "error"):
+            entry["outcome"], entry["reason"] = outcome, reason
+        if outcome in ("fail", "error") and reason and not entry.get("message"):
+            entry["message"] = reason
+
+
+def _phase_outcome(report) -> tuple[str | None, str | None]:
+    """Return (outcome, reason) one phase decides, or (None, None) if it decides nothing."""
+    wasxfail = getattr(report, "wasxfail", None)
+    if report.when == "call":
+        if report.passed:
+            return ("xpass", wasxfail) if wasxfail is not None else ("pass", None)
+        if report.skipped:
+            return ("xfail", wasxfail) if wasxfail is not None else ("skip", _skip_reason(report))
+        return "fail", _crash_line(report)
+    if report.skipped:
+        return "skip", _skip_reason(report)
+    if report.failed:
+        return "error", f"{report.when}: {_crash_line(report)}"
+    return None, None
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, (tuple, list)) and len(longrepr) == 3:
+        text = str(longrepr[2])
+        return text[len("Skipped: "):] if text.startswith("Skipped: ") else text
+    return str(longrepr)
+
+
+def _crash_line(report) -> str:
+    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+    text = getattr(crash, "message", None) or str(getattr(report, "longreprtext", ""))
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def counts(results: list[dict]) -> dict[str, int]:
+    """Return {outcome: number of tests} for every outcome (zeros included)."""
+    out = {name: 0 for name in OUTCOMES}
+    for r in results:
+        if r["outcome"] in out:
+            out[r["outcome"]] += 1
+    return out
+
+
+def summary(collector: Collector, environment: dict, generated_by: str) -> dict:
+    """Return the summary.json document of a run."""
+    results = sorted(collector.results.values(),
+                     key=lambda r: (r.get("id") or r["nodeid"], r["nodeid"]))
+    return {"schema": SCHEMA, "generated_by": generated_by, "environment": environment,
+            "counts": counts(results), "results": results}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace the file at path with text in one step (temporary file + os.replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def backend_dir(report_dir: Path, backend_name: str) -> Path:
+    """Return the report directory of a backend (its name made safe for a path)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in backend_name) or "_"
+    return report_dir / safe
+
+
+def write(report_dir: Path, backend_name: str, document: dict) -> Path:
+    """Write summary.json and summary.md of a run; return the directory written."""
+    from .report_md import render
+
+    out = backend_dir(report_dir, backend_name)
+    write_atomic(out / "summary.json", json.dumps(document, indent=1, allow_nan=False) + "\n")
+    write_atomic(out / "summary.md", render(document))
+    return out

@@ -1,0 +1,36 @@
+"""Calling a backend on a case: fresh copies of the inputs in, outputs by name out."""
+from __future__ import annotations
+
+import numpy as np
+
+INPUT_ORDER = ("x", "gamma", "beta", "running_mean", "running_var")
+
+
+def fresh_inputs(case) -> dict[str, np.ndarray]:
+    """Return writable copies of the case's input arrays, by name."""
+    return {name: np.array(value, copy=True) for name, value in case.inputs.items()}
+
+
+def call_backend(backend, case, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Return the outputs of one backend call on inputs: backward when the case has a
+    head gradient dy (a training step), forward otherwise."""
+    args = [inputs[name] for name in INPUT_ORDER]
+    if "dy" in inputs:
+        return backend.backward(*args, inputs["dy"], **case.kwargs())
+    return backend.forward(*args, **case.kwargs())
+
+
+def run_case(backend, case) -> dict[str, np.ndarray]:
+    """Return the backend's outputs for a valid case, by name (a new dict)."""
+    outputs = call_backend(backend, case, fresh_inputs(case))
+    if not isinstance(outputs, dict):
+        raise TypeError(f"{backend.name} returned a {type(outputs).__name__}, "
+                        "not a dict of outputs by name")
+    return dict(outputs)
+
+
+def changed_inputs(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> list[str]:
+    """Return the names of the arrays whose dtype, shape or bits differ between the two."""
+    return [name for name, old in before.items()
+            if old.dtype != after[name].dtype or old.shape != after[name].shape
+            or old.tobytes() != after[name].tobytes()]

@@ -1,0 +1,113 @@
+"""The state of one conformance run and the ``conformance`` fixture's helper object.
+
+``SuiteState`` is built once per process from the command line (backend, cases dir,
+tolerance profile, known deviations, report dir). ``CaseCheck`` is what a test uses: it
+loads the case (skipping it with the backend's reason when unsupported), runs the backend,
+judges the outputs, records the numbers for the reports and fails with the suite's message.
+"""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from . import cases
+from .checks import judge_error, judge_outputs
+from .deviations import Deviation
+from .messages import failure_message, repro_command
+from .registry import Resolved
+
+#: How many cases' backend outputs a process keeps (tests sharing a case reuse them).
+OUTPUT_CACHE_SIZE = 4
+
+
+@dataclass
+class SuiteState:
+    """Everything the tests and the reports need to know about this run."""
+
+    resolved: Resolved
+    cases_dir: Path
+    cases_dir_given: bool  # --cases was given (the repro command then repeats it)
+    profile: str
+    deviations: list[Deviation]
+    deviations_path: Path | None
+    report_dir: Path
+    _outputs: collections.OrderedDict = field(default_factory=collections.OrderedDict)
+
+    @property
+    def backend(self):
+        return self.resolved.backend
+
+    @property
+    def backend_name(self) -> str:
+        return self.resolved.backend.name
+
+    def repro(self, case_id: str) -> str:
+        """Return the repro command of a case for this run's backend and options."""
+        return repro_command(case_id, self.resolved.spec,
+                             str(self.cases_dir) if self.cases_dir_given else None,
+                             self.profile if self.profile != "strict" else None)
+
+    def outputs(self, case) -> dict:
+        """Return the backend's outputs for a valid case, reusing a recent run of it."""
+        if case.id in self._outputs:
+            self._outputs.move_to_end(case.id)
+            return self._outputs[case.id]
+        from .runner import run_case
+
+        try:
+            result = run_case(self.backend, case)
+        except Exception as exc:
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"[{case.id} on {self.backend_name}] the backend raised on a "
+                             f"valid case\nrepro: {self.repro(case.id)}")
+            raise
+        self._outputs[case.id] = result
+        while len(self._outputs) > OUTPUT_CACHE_SIZE:
+            self._outputs.popitem(last=False)
+        return result
+
+
+class CaseCheck:
+    """The ``conformance`` fixture: one test's view of the run (see module doc)."""
+
+    def __init__(self, state: SuiteState, record: dict):
+        self.state = state
+        self.record = record  # the test's entry in the reports, filled in as it runs
+
+    def case(self, case_id: str):
+        """Return the loaded case; skip the test if the backend cannot run it."""
+        case = cases.load(self.state.cases_dir, case_id)
+        flags = getattr(case, "flags", None)
+        self.record.update(op=case.op, dtype=case.dtype, family=case.family,
+                           flags=flags.label if flags is not None else None)
+        reason = cases.skip_reason(self.state.backend, case)
+        if reason is not None:
+            pytest.skip(reason)
+        return case
+
+    def check_outputs(self, case, names) -> None:
+        """Judge the listed outputs of a valid case; fail with the suite's message."""
+        __tracebackhide__ = True
+        judged = judge_outputs(case, self.state.outputs(case), names, self.state.profile)
+        if not judged:
+            pytest.skip(f"case has none of the outputs {', '.join(names)}")
+        self.record["outputs"] = {r.name: r.as_record() for r, _, _ in judged}
+        failing = [item for item in judged if not item[0].ok]
+        if failing:
+            message = failure_message(case.id, self.state.backend_name, case.summary,
+                                      failing, self.state.repro(case.id))
+            self.record["message"] = message.splitlines()[0]
+            pytest.fail(message)
+
+    def check_error(self, case) -> None:
+        """Judge an invalid-input case; fail with the suite's message."""
+        __tracebackhide__ = True
+        problem = judge_error(self.state.backend, case)
+        if problem is not None:
+            where = f"{case.id} on {self.state.backend_name}"
+            self.record["message"] = f"{problem} [{where}]"
+            pytest.fail(f"{problem} [{where}]\ncase: {case.summary}\n"
+                        f"repro: {self.state.repro(case.id)}")

@@ -1,0 +1,52 @@
+"""Known-deviation files: parsing, matching, and errors that name file and line."""
+import pytest
+
+from conformance import deviations as dev
+
+TEXT = """\
+# a comment line
+
+fwd_*_f16_*_constant   # float16 constant channels
+test_running_stats::bwd_*   # only running stats of training steps
+err_gamma_length_f32_2x3#tight reason
+"""
+
+
+def test_parse_and_match():
+    entries = dev.parse(TEXT, "numpy.txt")
+    assert [(e.pattern, e.test, e.source) for e in entries] == [
+        ("fwd_*_f16_*_constant", None, "numpy.txt:3"),
+        ("bwd_*", "test_running_stats", "numpy.txt:4"),
+        ("err_gamma_length_f32_2x3", None, "numpy.txt:5"),
+    ]
+    assert entries[0].reason == "float16 constant channels"
+    f16 = "fwd_train_fixgamma_batchstats_nomeanvar_axis1_f16_2x3_constant"
+    assert entries[0].matches("test_forward", f16)
+    assert not entries[0].matches("test_forward", f16.replace("f16", "f32"))
+    assert not entries[0].matches("test_forward", f16 + "_eps0")  # whole-id match
+    assert entries[1].matches("test_running_stats", "bwd_x")
+    assert not entries[1].matches("test_backward", "bwd_x")
+    assert dev.first_match(entries, "test_errors", "err_gamma_length_f32_2x3") is entries[2]
+    assert dev.first_match(entries, "test_errors", "err_gamma_length_f32_2x4") is None
+
+
+@pytest.mark.parametrize("line, message", [
+    ("fwd_*", "numpy.txt:2: entry 'fwd_*' has no reason"),
+    ("fwd_*   #   ", "has no reason"),
+    ("fwd_* bwd_* # two words", "must be one word"),
+    ("test_forward::  # no case part", "has no case-id part"),
+])
+def test_malformed_entry_names_file_and_line(line, message):
+    with pytest.raises(dev.DeviationFileError, match=message.replace("*", r"\*")):
+        dev.parse("# header\n" + line + "\n", "numpy.txt")
+
+
+def test_missing_file_is_empty(tmp_path):
+    assert dev.load(tmp_path / "nope.txt") == [] and dev.load(None) == []
+    (tmp_path / "b.txt").write_text("x_*  # why\n")
+    assert [e.pattern for e in dev.load(tmp_path / "b.txt")] == ["x_*"]
+
+
+def test_shipped_files_parse():
+    for path in dev.DEVIATIONS_DIR.glob("*.txt"):
+        dev.load(path)  # raises on a malformed entry
