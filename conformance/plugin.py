@@ -201,6 +201,7 @@ class RunReporter:
         self.state = state
         self.collector = reports.Collector()
         self.started = time.time()
+        self.written: Path | None = None
 
     def pytest_runtest_logreport(self, report) -> None:
         self.collector.add(report)
@@ -211,10 +212,12 @@ class RunReporter:
         command = shlex.join(["pytest", *self.config.invocation_params.args])
         document = reports.summary(self.collector, self.environment(command),
                                    generated_by=command)
-        out = reports.write(self.state.report_dir, self.state.backend_name, document)
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"bn-conformance: wrote {out}/summary.json and summary.md")
+        self.written = reports.write(self.state.report_dir, self.state.backend_name, document)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.written is not None:
+            terminalreporter.write_sep("-", "bn-conformance report")
+            terminalreporter.write_line(f"wrote {self.written}/summary.json and summary.md")
 
     def environment(self, command: str) -> dict:
         """Return the environment block of the report."""

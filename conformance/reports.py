@@ -110,8 +110,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 def backend_dir(report_dir: Path, backend_name: str) -> Path:
     """Return the report directory of a backend (its name made safe for a path)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in backend_name) or "_"
-    return report_dir / safe
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in backend_name)
+    return report_dir / (safe if safe.strip(".") else "_")
 
 
 def write(report_dir: Path, backend_name: str, document: dict) -> Path:
