@@ -8,7 +8,7 @@ and in running-statistics mode. Two independent checks:
    truncation error ~1e-60), on every dtype (the data dtype only enters through DType(eps));
 2. a central difference of the oracle's own forward, ``evaluate(...)['y'].hi + lo`` with
    exact binary steps h = 2**-20 and 2**-21 on float64 data, Richardson-extrapolated
-   (error ~h**4 ~ 1e-24), which ties the oracle's backward to its forward.
+   (error ~h**4 ~ 1e-24; asserted to 1e-20), which ties the oracle's backward to its forward.
 """
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ def test_backward_is_derivative_of_oracle_forward(flags):
     for idx in np.ndindex(x.shape):
         want = richardson(perturbed("x", idx), h)
         value = Fraction(float(got["dx"].hi[idx])) + Fraction(float(got["dx"].lo[idx]))
-        assert abs(value - want) <= Fraction(1, 10**15), (
+        assert abs(value - want) <= Fraction(1, 10**20), (
             f"dx{list(idx)}={float(value)!r}, but the oracle's forward differences give "
             f"{float(want)!r} [{call}]")
     for c in range(C):
@@ -177,7 +177,7 @@ def test_backward_is_derivative_of_oracle_forward(flags):
         if flags["fix_gamma"]:
             assert want == 0 and value == 0, f"dgamma[{c}]={float(value)!r} [{call}]"
         else:
-            assert abs(value - want) <= Fraction(1, 10**15), (
+            assert abs(value - want) <= Fraction(1, 10**20), (
                 f"dgamma[{c}]={float(value)!r}, but the oracle's forward differences give "
                 f"{float(want)!r} [{call}]")
         want = richardson(perturbed("beta", c), h)
