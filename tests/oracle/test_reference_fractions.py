@@ -208,3 +208,103 @@ def test_reference_bracket_is_rigorous():
     assert InvSqrt(Fraction(0)).exact == 0
     # A value exactly at a float16 tie is decided by the exact path (no endless refinement).
     assert Value(Fraction(1), Fraction(2**-11), InvSqrt(Fraction(1))).rounded("float16") == 1.0
+
+
+# --- subnormals, near-overflow data, long channels, Hypothesis-drawn inputs ------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPE_NAMES)
+def test_subnormal_and_near_overflow_data(dtype):
+    """Data made of the dtype's subnormals (channel 0) and of values near its largest finite
+    number, whose sums and squares overflow the dtype (channel 1)."""
+    import ml_dtypes
+
+    info = ml_dtypes.finfo(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.finfo(dtype)
+    sub = float(info.smallest_subnormal)
+    big = float(info.max)
+    rng = np.random.default_rng(500 + DTYPE_NAMES.index(dtype))
+    x = np.stack([rng.integers(-9, 10, 6) * sub, big * rng.choice([1.0, -1.0, 0.5, 0.75], 6)],
+                 axis=1)
+    p = PARAM_DTYPE[dtype]
+    pbig = float(np.finfo(np.float32).max) if p == "float32" else big
+    for eps in (0.0, EPS_VALUES[0]):
+        case = dict(x=cast(x, dtype), gamma=cast([0.5, 2.0], p), beta=cast([0.0, 1.0], p),
+                    running_mean=cast([sub, pbig / 2], p), running_var=cast([4 * sub, pbig], p),
+                    eps=eps, momentum=0.9, axis=1, dy=cast(rng.normal(size=(6, 2)), dtype))
+        for flags in FLAG_COMBOS:
+            check_against_reference(case, flags, public_api=False)
+
+
+@pytest.mark.parametrize("dtype", ("float16", "bfloat16", "float32"))
+def test_long_channel(dtype):
+    """M = 3000 per channel (float16 sums of that many values lose digits in float16)."""
+    rng = np.random.default_rng(510)
+    p = PARAM_DTYPE[dtype]
+    case = dict(x=cast(rng.normal(size=(3000, 2)) * 30 + 100, dtype), gamma=cast([1.5, -1], p),
+                beta=cast([0.25, 0], p), running_mean=cast([0, 1], p), running_var=cast([1, 2], p),
+                eps=1e-5, momentum=0.9, axis=1, dy=cast(rng.normal(size=(3000, 2)), dtype))
+    check_against_reference(case, dict(training=True, fix_gamma=False, use_global_stats=False,
+                                       output_mean_var=True), public_api=False)
+
+
+def _floats(dtype: str, lo: float, hi: float):
+    from hypothesis import strategies as st
+
+    # Drawn as float64 (subnormals of every dtype included near 0), rounded to dtype.
+    return st.floats(lo, hi).map(lambda v: float(cast([v], dtype).astype(np.float64)[0]))
+
+
+def _hypothesis_case(dtype: str, magnitude: float):
+    from hypothesis import strategies as st
+
+    p = PARAM_DTYPE[dtype]
+    pmag = min(magnitude, 1e30)
+
+    @st.composite
+    def build(draw):
+        M = draw(st.integers(1, 4))
+        C = draw(st.integers(1, 3))
+        x = [[draw(_floats(dtype, -magnitude, magnitude)) for _ in range(C)] for _ in range(M)]
+        dy = [[draw(_floats(dtype, -magnitude, magnitude)) for _ in range(C)] for _ in range(M)]
+        vec = lambda lo, hi: [draw(_floats(p, lo, hi)) for _ in range(C)]  # noqa: E731
+        axis = draw(st.sampled_from([1, -1, 0, -2]))
+        x, dy = np.array(x), np.array(dy)  # (M, C): channel axis 1
+        if axis in (0, -2):
+            x, dy = x.T, dy.T
+        return dict(x=cast(x, dtype), gamma=cast(vec(-pmag, pmag), p),
+                    beta=cast(vec(-pmag, pmag), p), running_mean=cast(vec(-pmag, pmag), p),
+                    running_var=cast(vec(2.0**-60, pmag), p), dy=cast(dy, dtype),
+                    eps=draw(st.sampled_from(EPS_VALUES) | st.floats(0, 4)),
+                    momentum=draw(st.sampled_from((0.9, 0.0, 1.0)) | st.floats(0, 1)),
+                    axis=axis)
+
+    return build()
+
+
+@pytest.mark.parametrize("dtype", DTYPE_NAMES)
+def test_hypothesis_moderate_inputs(dtype):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None)
+    @given(_hypothesis_case(dtype, 1e3), st.sampled_from(FLAG_COMBOS))
+    def check(case, flags):
+        check_against_reference(case, flags, public_api=False)
+
+    check()
+
+
+@pytest.mark.parametrize("dtype", DTYPE_NAMES)
+def test_hypothesis_extreme_inputs(dtype):
+    """The whole range of the dtype (products and sums far outside it stay exact)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    big = {"float64": 1e300, "float32": 3e38, "float16": 65504.0, "bfloat16": 3e38}[dtype]
+
+    @settings(max_examples=60, deadline=None)
+    @given(_hypothesis_case(dtype, big), st.sampled_from(FLAG_COMBOS))
+    def check(case, flags):
+        check_against_reference(case, flags, public_api=False)
+
+    check()
