@@ -1,0 +1,305 @@
+"""Generate the golden case files: ``python -m oracle.generate [options]``.
+
+Default: every case of ``oracle.plan.default_plan()`` into ``cases/``, plus ``cases/INDEX.md``;
+case files no longer planned (``<op>_*.yaml`` / ``.bin`` in that folder) are removed.
+
+    python -m oracle.generate                     # write cases/ (and INDEX.md)
+    python -m oracle.generate --check             # regenerate in memory, exit 1 on any difference
+    python -m oracle.generate --filter 'bwd_*_f16_*' --jobs 2
+    python -m oracle.generate --shape 8,64,28,28 --dtype float16 --axis -1 --out my_cases/
+        [--family normal] [--flags all|train,fixgamma,...] [--eps E] [--momentum M]
+
+The last form writes the selected flag combinations (default all 16) x fwd/bwd of the user's
+shape into DIR in the same format (and removes nothing). Output is byte-for-byte the same
+whatever --jobs is: each case depends on its spec only.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import oracle
+
+from . import validate
+from .casefile import DEFAULT_COMMAND, Case, id_matches, render_case
+from .flags import DTYPES
+from .index import render_index
+from .inputs import make_inputs, round_to
+from .plan import CaseSpec, default_plan, user_plan
+
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "cases"
+#: Files the generator owns in an output folder: case files and sidecars of any op.
+CASE_FILE = re.compile(r"^(fwd|bwd|err|qnt)_[a-z0-9_.\-]*\.(yaml|bin)$")
+INDEX_NAME = "INDEX.md"
+
+
+# --- building one case --------------------------------------------------------------------
+
+
+def error_inputs(spec: CaseSpec) -> dict[str, np.ndarray]:
+    """Return the invalid inputs of an err case: valid normal data with spec.defect applied.
+
+    Defects: <param>_length:long|short (one more / one fewer element), axis_range, rank
+    (x of rank 1 or 0), empty, x_dtype (x converted to spec.dtype), param_dtype:<t>params,
+    dy_shape (dy with the last dimension one shorter), dy_dtype (dy in float64), eps,
+    momentum (the invalid value is spec.eps / spec.momentum).
+    """
+    defect, _, tag = spec.defect.partition(":")
+    shape = spec.shape
+    data_dtype = spec.dtype if spec.dtype in DTYPES else "float32"
+    if len(shape) == 0:
+        base = make_inputs("normal", data_dtype, (1,), 0, with_dy=False, seed=spec.seed,
+                           key=spec.id)
+        base["x"] = base["x"].reshape(())
+        return base
+    axis = spec.axis if -len(shape) <= spec.axis < len(shape) else 1 % len(shape)
+    base = make_inputs("normal", data_dtype, shape, axis, with_dy=defect.startswith("dy_"),
+                       seed=spec.seed, key=spec.id)
+    if defect.endswith("_length"):
+        name = defect[: -len("_length")]
+        extra = make_inputs("normal", data_dtype, (2, 1), 0, with_dy=False, key=spec.id)[name]
+        a = base[name]
+        base[name] = np.concatenate([a, extra[:1]]) if tag == "long" else a[:-1]
+    elif defect == "x_dtype":
+        x = base["x"].astype(np.float64)
+        base["x"] = (x > 0) if spec.dtype == "bool" else np.abs(np.rint(4 * x)).astype(spec.dtype)
+    elif defect == "param_dtype":
+        target = {"f16params": "float16", "bf16params": "bfloat16", "f64params": "float64",
+                  "f32params": "float32"}[tag]
+        for name in validate.PARAMETER_NAMES:
+            base[name] = round_to(base[name].astype(np.float64), target)
+    elif defect == "dy_shape":
+        base["dy"] = base["dy"][..., :-1]
+    elif defect == "dy_dtype":
+        base["dy"] = base["dy"].astype(np.float64)
+    return base
+
+
+def check_error(spec: CaseSpec, inputs: dict) -> None:
+    """Raise AssertionError unless oracle.evaluate rejects the inputs as the spec says."""
+    args = [inputs.get(n) for n in ("x",) + validate.PARAMETER_NAMES]
+    try:
+        oracle.evaluate(*args, inputs.get("dy"), eps=spec.eps, momentum=spec.momentum,
+                        fix_gamma=spec.flags.fix_gamma, use_global_stats=spec.flags.use_global_stats,
+                        output_mean_var=spec.flags.output_mean_var, axis=spec.axis,
+                        training=spec.flags.training)
+    except (ValueError, TypeError) as exc:
+        if type(exc).__name__ != spec.error.exception or spec.error.match not in str(exc):
+            raise AssertionError(f"{spec.id}: oracle raised {type(exc).__name__}({exc}), the "
+                                 f"plan expects {spec.error.exception} matching "
+                                 f"{spec.error.match!r}") from exc
+        return
+    raise AssertionError(f"{spec.id}: oracle.evaluate accepted an invalid input")
+
+
+def build_case(spec: CaseSpec) -> tuple[Case, float]:
+    """Return (the Case of a spec, seconds spent in oracle.evaluate)."""
+    seconds = 0.0
+    expected = {}
+    if spec.op == "err":
+        inputs = error_inputs(spec)
+        check_error(spec, inputs)
+    else:
+        inputs = make_inputs(spec.family, spec.dtype, spec.shape, spec.axis,
+                             with_dy=spec.op == "bwd", eps=spec.eps, seed=spec.seed, key=spec.id)
+        start = time.perf_counter()
+        expected = oracle.evaluate(
+            inputs["x"], inputs["gamma"], inputs["beta"], inputs["running_mean"],
+            inputs["running_var"], inputs.get("dy"), eps=spec.eps, momentum=spec.momentum,
+            fix_gamma=spec.flags.fix_gamma, use_global_stats=spec.flags.use_global_stats,
+            output_mean_var=spec.flags.output_mean_var, axis=spec.axis,
+            training=spec.flags.training)
+        seconds = time.perf_counter() - start
+    case = Case(id=spec.id, op=spec.op, family=spec.family, summary=spec.summary, path=None,
+                dtype=spec.dtype, shape=tuple(spec.shape), axis=spec.axis, flags=spec.flags,
+                eps=float(spec.eps), momentum=float(spec.momentum), cudnn_off=spec.cudnn_off,
+                inputs=inputs, expected=dict(expected), error=spec.error)
+    return case, seconds
+
+
+def _render(task: tuple[CaseSpec, str]) -> tuple[str, dict[str, bytes], int, float]:
+    """Worker: return (id, files, elements given to the oracle, oracle seconds)."""
+    spec, command = task
+    case, seconds = build_case(spec)
+    elements = spec.elements if spec.op != "err" else 0
+    return spec.id, render_case(case, command), elements, seconds
+
+
+def render_all(specs: list[CaseSpec], jobs: int, command: str = DEFAULT_COMMAND,
+               progress: bool = False) -> tuple[dict[str, dict[str, bytes]], int, float]:
+    """Return ({id: {file name: bytes}}, elements, oracle seconds) for every spec.
+
+    The biggest cases are started first so that --jobs balances; results are keyed by id, so
+    the output does not depend on the order or the number of workers.
+    """
+    order = sorted(specs, key=lambda s: (-s.elements, s.id))
+    tasks = [(s, command) for s in order]
+    bar = _progress(len(tasks), progress)
+    files, elements, seconds = {}, 0, 0.0
+    if jobs <= 1:
+        results = map(_render, tasks)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("fork").Pool(jobs)
+        results = pool.imap_unordered(_render, tasks, chunksize=4)
+    try:
+        for cid, rendered, n, s in results:
+            files[cid] = rendered
+            elements += n
+            seconds += s
+            bar.update(1)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return dict(sorted(files.items())), elements, seconds
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, unit="case", file=sys.stderr)
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m oracle.generate", description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: cases/)")
+    p.add_argument("--filter", default=None, metavar="PATTERN",
+                   help="only ids matching PATTERN (fnmatch on the whole id, or a regex found in it)")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--check", action="store_true",
+                   help="regenerate in memory; exit 1 naming every differing, missing or extra file")
+    user = p.add_argument_group("cases for your own shape (needs --out)")
+    user.add_argument("--shape", default=None, help="comma-separated, e.g. 8,64,28,28")
+    user.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    user.add_argument("--axis", type=int, default=1)
+    user.add_argument("--family", default="normal")
+    user.add_argument("--flags", default="all", help="all, or tokens such as train,fixgamma")
+    user.add_argument("--eps", type=float, default=oracle.DEFAULT_EPS)
+    user.add_argument("--momentum", type=float, default=oracle.DEFAULT_MOMENTUM)
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs={args.jobs} must be >= 1")
+    if args.shape is not None and args.out is None:
+        p.error("--shape needs --out DIR (user cases never go into the golden cases/ folder)")
+    return args
+
+
+def user_command(args) -> str:
+    """Return the command line that reproduces a user-shape run (for the file headers)."""
+    parts = [DEFAULT_COMMAND, f"--shape {args.shape}", f"--dtype {args.dtype}",
+             f"--axis {args.axis}"]
+    if args.family != "normal":
+        parts.append(f"--family {args.family}")
+    if args.flags != "all":
+        parts.append(f"--flags {args.flags}")
+    if args.eps != oracle.DEFAULT_EPS:
+        parts.append(f"--eps {args.eps!r}")
+    if args.momentum != oracle.DEFAULT_MOMENTUM:
+        parts.append(f"--momentum {args.momentum!r}")
+    return " ".join(parts)
+
+
+def main(argv=None) -> int:
+    """Run the generator; return the exit status (0, or 1 when --check finds differences)."""
+    args = parse_args(argv)
+    start = time.perf_counter()
+    if args.shape is not None:
+        try:
+            shape = tuple(int(n) for n in args.shape.split(","))
+            specs = user_plan(shape, args.dtype, args.axis, family=args.family, flags=args.flags,
+                              eps=args.eps, momentum=args.momentum)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        command, out, owns_folder = user_command(args), args.out, False
+    else:
+        specs = default_plan()
+        command, out, owns_folder = DEFAULT_COMMAND, args.out or DEFAULT_OUT, True
+    specs = [s for s in specs if id_matches(args.filter, s.id)]
+    rendered, elements, oracle_seconds = render_all(specs, args.jobs, command,
+                                                    progress=sys.stderr.isatty())
+    wanted = {name: data for files in rendered.values() for name, data in files.items()}
+    full = owns_folder and args.filter is None
+    if full:
+        sizes = {cid: sum(len(d) for d in files.values()) for cid, files in rendered.items()}
+        wanted[INDEX_NAME] = render_index(specs, sizes, command).encode()
+    if args.check:
+        status = check(out, wanted, args.filter, owns_folder)
+    else:
+        status = write(out, wanted, args.filter, owns_folder)
+    seconds = time.perf_counter() - start
+    total_bytes = sum(len(d) for d in wanted.values())
+    rate = elements / oracle_seconds if oracle_seconds > 0 else float("nan")
+    print(f"{'checked' if args.check else 'wrote'} {len(specs)} cases ({len(wanted)} files, "
+          f"{total_bytes / 1e6:.1f} MB) in {out}; {seconds:.1f} s with --jobs {args.jobs}; "
+          f"oracle: {elements} elements in {oracle_seconds:.1f} s = {rate:,.0f} elements/s "
+          "per core")
+    return status
+
+
+def _owned(path: Path, pattern: str | None) -> bool:
+    return bool(CASE_FILE.match(path.name)) and id_matches(pattern, path.name.rsplit(".", 1)[0])
+
+
+def write(out: Path, wanted: dict[str, bytes], pattern: str | None, owns_folder: bool) -> int:
+    """Write the files whose bytes changed; in the golden folder, remove stale case files."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in wanted.items():
+        path = out / name
+        if not path.exists() or path.read_bytes() != data:
+            path.write_bytes(data)
+    if owns_folder:
+        for path in sorted(out.iterdir()):
+            if _owned(path, pattern) and path.name not in wanted:
+                path.unlink()
+                print(f"removed stale {path}")
+    return 0
+
+
+def check(out: Path, wanted: dict[str, bytes], pattern: str | None, owns_folder: bool) -> int:
+    """Return 1 (after naming each file) when out differs from the regenerated files, else 0."""
+    problems = []
+    for name, data in wanted.items():
+        path = out / name
+        if not path.exists():
+            problems.append(f"missing: {path}")
+        elif path.read_bytes() != data:
+            problems.append(f"differs: {path}")
+    if owns_folder and out.is_dir():
+        for path in sorted(out.iterdir()):
+            if _owned(path, pattern) and path.name not in wanted:
+                problems.append(f"extra:   {path}")
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"--check: {len(problems)} file(s) differ from `python -m oracle.generate`; "
+              "regenerate and commit", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
