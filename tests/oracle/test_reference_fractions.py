@@ -312,16 +312,16 @@ def test_hypothesis_extreme_inputs(dtype):
 
 @pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
 def test_value_just_past_a_tie_below_minus_one(dtype):
-    """y = beta + tiny with beta = -1 + 2**-p exactly the midpoint between -1 and the next
-    value toward 0, and tiny = 2**-61 (x - mean) invstd > 0 for x = 1: y[1] lies just inside
-    the midpoint (magnitude below 1 - 2**-p), so it rounds to -(1 - 2**(1-p)), not to -1;
+    """y = beta + tiny with beta = -1 + 2**-(p+1) exactly the midpoint between -1 and the next
+    value toward 0, -(1 - 2**-p), and tiny = 2**-61 (x - mean) invstd > 0 for x = 1: y[1] lies
+    just inside the midpoint, so it rounds to -(1 - 2**-p), not to -1;
     y[0] lies just outside and rounds to -1. A rounding step that takes the spacing above 1
     for values just above -1 gets y[1] wrong."""
     p = {"float16": 11, "bfloat16": 8}[dtype]
     case = dict(x=cast(np.array([[0.0], [1.0]]), dtype), gamma=np.array([2.0**-60], np.float32),
-                beta=np.array([-1 + 2.0 ** -p], np.float32), running_mean=np.zeros(1, np.float32),
+                beta=np.array([-1 + 2.0 ** -(p + 1)], np.float32), running_mean=np.zeros(1, np.float32),
                 running_var=np.ones(1, np.float32), eps=1e-3, momentum=0.9, axis=1)
     flags = dict(training=True, fix_gamma=False, use_global_stats=False, output_mean_var=False)
     want = reference(**case, **flags)["y"].rounded()
-    assert want.ravel().tolist() == [-1.0, -(1 - 2.0 ** (1 - p))]
+    assert want.ravel().tolist() == [-1.0, -(1 - 2.0**-p)]
     check_against_reference(case, flags)
