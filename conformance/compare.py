@@ -1,7 +1,8 @@
 """Element-wise comparison of a backend's output with the oracle's expected value.
 
 ``compare(name, got, expected, limit)`` returns an ``OutputResult``: the worst element,
-its error in tolerance units (|got - value| / (u_out * cond)), as a fraction of the limit
+its error in tolerance units (|got - value| / (u_out * (cond + tiny_out)), see
+``conformance.tolerances``), as a fraction of the limit
 and in ulp of the output dtype (|got - value| / ulp(value)), and how many elements fail.
 The rules for cond == 0, NaN and inf are those of ``conformance.tolerances``.
 
@@ -11,6 +12,7 @@ counts. The result has a relative error of about 2**-52, far below any tolerance
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,7 +95,8 @@ def element_errors(got, expected: Expected) -> ElementErrors:
     fmt = FORMATS[expected.dtype]
     with np.errstate(all="ignore"):
         diff = np.abs(value_minus(g, hi, lo))
-        units = diff / (fmt.unit_roundoff * cond)
+        # divided in this order so that u * cond cannot underflow
+        units = diff / (cond + math.ldexp(1.0, fmt.emin)) / fmt.unit_roundoff
         ulp = diff / fmt.ulp(hi)
     units = np.where(np.isnan(units), np.inf, units)  # nan cond or 0/0: judged below
     ulp = np.where(np.isnan(ulp), np.inf, ulp)

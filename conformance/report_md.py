@@ -38,22 +38,26 @@ def _worst_by(results, key) -> tuple[dict, dict]:
     for r in results:
         if r["outcome"] not in JUDGED:
             continue
-        for row, fraction in key(r):
+        for row, fraction, failed in key(r):
             cell = (row, r.get("dtype"))
             worst[cell] = max(worst.get(cell, 0.0), fraction)
-            fails[cell] += r["outcome"] == "fail"
+            fails[cell] += failed
     return worst, fails
 
 
 def _by_flags(r):
+    """Yield (flags label, worst fraction over the test's outputs, whether the test failed)."""
     outputs = r.get("outputs") or {}
     if outputs and r.get("flags"):
-        yield r["flags"], max(_num(o["fraction"]) for o in outputs.values())
+        yield (r["flags"], max(_num(o["fraction"]) for o in outputs.values()),
+               r["outcome"] == "fail")
 
 
 def _by_output(r):
+    """Yield (output name, its fraction, whether that output failed in a failed test)."""
     for name, o in (r.get("outputs") or {}).items():
-        yield name, _num(o["fraction"])
+        yield name, _num(o["fraction"]), r["outcome"] == "fail" and bool(
+            o.get("n_bad") or o.get("problem"))
 
 
 def _grid(results, key, rows) -> list[str]:

@@ -32,7 +32,8 @@ class Collector:
     def add(self, report) -> None:
         """Fold one phase's report into its test's result."""
         entry = self.results.setdefault(report.nodeid, {
-            "nodeid": report.nodeid, "outcome": None, "reason": None, "duration": 0.0})
+            "nodeid": report.nodeid, "test": _test_name(report.nodeid), "outcome": None,
+            "reason": None, "duration": 0.0})
         entry["duration"] += float(getattr(report, "duration", 0.0) or 0.0)
         for name, value in getattr(report, "user_properties", ()):
             if name == PROPERTY:
@@ -44,6 +45,11 @@ class Collector:
             entry["outcome"], entry["reason"] = outcome, reason
         if outcome in ("fail", "error") and reason and not entry.get("message"):
             entry["message"] = reason
+
+
+def _test_name(nodeid: str) -> str:
+    """Return the test function's name of a node id: a/test_x.py::test_x[case] -> test_x."""
+    return nodeid.rpartition("::")[2].partition("[")[0]
 
 
 def _phase_outcome(report) -> tuple[str | None, str | None]:

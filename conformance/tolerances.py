@@ -2,14 +2,18 @@
 
 The error of an output element is measured in *tolerance units*::
 
-    err = |got - value| / (u_out * cond)
+    err = |got - value| / (u_out * (cond + tiny_out))
 
 value = hi + lo is the oracle's high-precision value (a double-double, so float64 outputs
 are compared against a 106-bit value), u_out = 2**-p is the unit roundoff of the output
 dtype (``oracle.formats.FORMATS[dtype].unit_roundoff``) and cond is the oracle's condition
 scale of the element (``oracle.condition``: the magnitude of the terms whose rounding a
-careful implementation cannot avoid). An element passes when err <= limit, with limit from
-the table below. Special values are exact, whatever the table says:
+careful implementation cannot avoid). tiny_out = 2**emin is the smallest normal number of
+the output dtype: u_out * tiny_out is half its smallest subnormal, the absolute error the
+rounding of a gradually underflowing result may make (fl(v) = v (1 + d) + e, |d| <= u,
+|e| <= u * tiny), which a relative cond cannot express; it leaves normal values untouched
+and lets a correctly rounded subnormal pass. An element passes when err <= limit, with
+limit from the table below. Special values are exact, whatever the table says:
 
 - cond == 0: got must equal the correctly rounded value (-0.0 == 0.0 allowed);
 - NaN where the oracle has NaN (any NaN payload), +-inf of the same sign where it has +-inf;

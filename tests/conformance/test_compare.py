@@ -21,8 +21,10 @@ def expected(values_hi, dtype="float64", lo=None, cond=None, rounded=None, name=
 
 
 def exact_units(got: float, hi: float, lo: float, cond: float, dtype: str) -> Fraction:
+    """|got - (hi + lo)| / (u * (cond + 2**emin)), in exact rational arithmetic."""
+    fmt = FORMATS[dtype]
     diff = abs(Fraction(got) - Fraction(hi) - Fraction(lo))
-    return diff / (Fraction(FORMATS[dtype].unit_roundoff) * Fraction(cond))
+    return diff / (Fraction(fmt.unit_roundoff) * (Fraction(cond) + Fraction(2) ** fmt.emin))
 
 
 def test_float64_is_compared_with_hi_plus_lo():
@@ -64,6 +66,24 @@ def test_units_match_exact_arithmetic(dtype):
         ulp_exact = abs(Fraction(float(got64[i])) - Fraction(hi[i]) - Fraction(lo[i])) / Fraction(
             float(fmt.ulp(hi[i])))
         assert errors.ulp[i] == pytest.approx(float(ulp_exact), rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
+def test_correctly_rounded_subnormals_pass(dtype):
+    # cond of a subnormal result is itself subnormal: u * cond underflows (to 0 in float64),
+    # yet the correctly rounded value must pass and its neighbours be measured finitely.
+    fmt = FORMATS[dtype]
+    tiny = fmt.min_subnormal
+    hi = np.array([1000.3, 7.4, 0.6, -2.5]) * tiny
+    e = expected(hi, dtype=dtype, cond=np.abs(hi))
+    good = cmp.compare("mean", e.rounded.astype(fmt.numpy), e, limit=1.5)
+    assert good.ok and good.worst_units <= 1.0, good
+    off = (e.rounded + 3 * tiny).astype(fmt.numpy)
+    bad = cmp.compare("mean", off, e, limit=1.5)
+    assert not bad.ok and np.isfinite(bad.worst_units)
+    for i in range(4):
+        exact = exact_units(float(off.astype(np.float64)[i]), hi[i], 0.0, abs(hi[i]), dtype)
+        assert cmp.element_errors(off, e).units[i] == pytest.approx(float(exact), rel=1e-12)
 
 
 def test_worst_element_and_count():

@@ -68,7 +68,8 @@ def test_backend_dir_is_one_path_component(tmp_path, name, safe):
 
 
 def test_markdown_grid_takes_worst_per_cell():
-    outputs = lambda f: {"y": {"fraction": f}}  # noqa: E731
+    outputs = lambda f: {"y": {"fraction": f, "n_bad": int(f == "inf")},  # noqa: E731
+                         "mean": {"fraction": 0.5, "n_bad": 0}}
     results = [
         {"nodeid": "1", "id": "a", "test": "test_forward", "outcome": "pass", "dtype": "float32",
          "flags": "train/fixgamma/batchstats/nomeanvar", "outputs": outputs(0.25)},
@@ -86,4 +87,5 @@ def test_markdown_grid_takes_worst_per_cell():
     md = render(doc)
     assert "| train/fixgamma/batchstats/nomeanvar | **inf** (1 fail) |" in md
     assert "| y | **inf** (1 fail) |" in md
+    assert "| mean | 0.5 |" in md  # a passing output of a failed test is no failure
     assert "| 1 | no f16 |" in md and "- `b` (test_forward): y[0]=nan ..." in md

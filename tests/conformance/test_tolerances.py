@@ -53,6 +53,7 @@ def test_correctly_rounded_output_passes(profile, dtype, output):
     fmt = FORMATS[out_dtype]
     rng = np.random.default_rng(3)
     value = rng.normal(size=200) * 2.0 ** rng.integers(-6, 6, size=200)
+    value[:20] = rng.uniform(-600, 600, size=20) * fmt.min_subnormal  # gradual underflow
     rounded = round_float64(value, fmt)
     e = Expected(output, out_dtype, value, np.zeros_like(value), rounded, np.abs(value))
     result = compare(output, rounded.astype(fmt.numpy), e, tol.limit_for(profile, output,
