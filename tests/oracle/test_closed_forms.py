@@ -382,3 +382,33 @@ def test_momentum_one_keeps_and_zero_replaces_running_stats(dtype):
                 assert zero["running_var"].rounded[c] == want_v, (
                     f"running_var[{c}]={zero['running_var'].rounded[c]!r}, but should be "
                     f"{want_v!r} [{call}]")
+
+
+@pytest.mark.parametrize("dtype", DTYPE_NAMES)
+@pytest.mark.parametrize("eps", (0.0, EPS_VALUES[0], 1e-5), ids=lambda e: f"eps{e!r}")
+@pytest.mark.parametrize("size", ("small", "big"))
+def test_dx_of_a_spike(dtype, eps, size):
+    """x = (0, a, 0), dy = (1, 0, 0) in one channel: mean = a/3, var = 2a**2/9, v = var +
+    DType(eps), r = 1/sqrt(v), and by hand
+        dx = ((2/3 - a**2/(27 v)) r, -DType(eps)/(3 v) r, (-1/3 - a**2/(27 v)) r).
+    The middle one is a cancellation of relative size eps/var (exactly 0 for eps = 0); the
+    oracle must give all three to 1e-30 (exactly 0 when 0) and round them correctly."""
+    big = {"float64": 2.0**80, "float32": 2.0**60, "float16": 2.0**7, "bfloat16": 2.0**60}[dtype]
+    for a in ((1.0, 3.0) if size == "small" else (big,)):
+        case = dict(x=cast(np.array([[0.0], [a], [0.0]]), dtype), gamma=params([1.0], dtype),
+                    beta=params([0.0], dtype), running_mean=params([0.0], dtype),
+                    running_var=params([1.0], dtype), dy=cast(np.array([[1.0], [0.0], [0.0]]), dtype),
+                    eps=eps, axis=1)
+        call = repro("evaluate", case, fix_gamma=True, **TRAIN)
+        got = oracle.evaluate(**case, fix_gamma=True, **TRAIN)["dx"]
+        A = Fraction(a)
+        eps_d = Fraction(round_exact(Fraction(eps), dtype))
+        v = 2 * A * A / 9 + eps_d
+        root = InvSqrt(v)
+        want = np.empty((3, 1), dtype=object)
+        want[0, 0] = Value(Fraction(2, 3) - A * A / (27 * v), Fraction(0), root)
+        want[1, 0] = Value(-eps_d / (3 * v), Fraction(0), root)
+        want[2, 0] = Value(Fraction(-1, 3) - A * A / (27 * v), Fraction(0), root)
+        rounded = np.vectorize(lambda t: t.rounded(dtype), otypes=[float])(want)
+        assert_rounded_equal("dx", got.rounded, rounded, call)
+        assert_hi_lo_close("dx", got.hi, got.lo, want, call)
