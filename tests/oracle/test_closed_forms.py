@@ -386,7 +386,7 @@ def test_momentum_one_keeps_and_zero_replaces_running_stats(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPE_NAMES)
 @pytest.mark.parametrize("eps", (0.0, EPS_VALUES[0], 1e-5), ids=lambda e: f"eps{e!r}")
-@pytest.mark.parametrize("size", ("small", "big"))
+@pytest.mark.parametrize("size", ("small", "big", "huge"))
 def test_dx_of_a_spike(dtype, eps, size):
     """x = (0, a, 0), dy = (1, 0, 0) in one channel: mean = a/3, var = 2a**2/9, v = var +
     DType(eps), r = 1/sqrt(v), and by hand
@@ -394,7 +394,9 @@ def test_dx_of_a_spike(dtype, eps, size):
     The middle one is a cancellation of relative size eps/var (exactly 0 for eps = 0); the
     oracle must give all three to 1e-30 (exactly 0 when 0) and round them correctly."""
     big = {"float64": 2.0**80, "float32": 2.0**60, "float16": 2.0**7, "bfloat16": 2.0**60}[dtype]
-    for a in ((1.0, 3.0) if size == "small" else (big,)):
+    huge = {"float64": 2.0**120, "float32": 2.0**120, "float16": 2.0**15,
+            "bfloat16": 2.0**120}[dtype]  # eps/var ~ 1e-75: past 256 bits of cancellation
+    for a in {"small": (1.0, 3.0), "big": (big,), "huge": (huge,)}[size]:
         case = dict(x=cast(np.array([[0.0], [a], [0.0]]), dtype), gamma=params([1.0], dtype),
                     beta=params([0.0], dtype), running_mean=params([0.0], dtype),
                     running_var=params([1.0], dtype), dy=cast(np.array([[1.0], [0.0], [0.0]]), dtype),
