@@ -6,8 +6,20 @@ report's ``user_properties`` under ``PROPERTY``, which pytest-xdist carries from
 workers. Both files are replaced atomically (temporary file + os.replace), so a report is
 always one whole run.
 
-summary.json (``SCHEMA``): {schema, generated_by, environment, counts, results}, one result
-per test (test, case id, op, dtype, flags, family, outcome, reason, outputs{name: numbers}).
+summary.json (``SCHEMA``; a new field keeps the version, a changed meaning bumps it)::
+
+    schema        "bn-conformance-report/1"
+    generated_by  the pytest command line of the run
+    environment   backend {name, version, device, spec, target, how, profile}, tolerance,
+                  cases_dir, known_deviations, versions {python, platform, packages},
+                  command, cwd, xdist_workers, started, finished
+    counts        {pass, fail, error, skip, xfail, xpass}: number of tests
+    results       one per test, sorted by case id then node id:
+                  nodeid, test, id, op, dtype, flags (label), family, outcome, reason
+                  (skip / xfail / error), duration, message (first line, failures), and
+                  outputs {name: {dtype, limit, n, n_bad, worst_units, fraction, ulp,
+                  index, kind, problem}} for the outputs the test judged
+
 Non-finite numbers are written as the strings "inf" / "nan".
 """
 from __future__ import annotations
