@@ -84,7 +84,7 @@ def _skip_reason(report) -> str:
     longrepr = report.longrepr
     if isinstance(longrepr, (tuple, list)) and len(longrepr) == 3:
         text = str(longrepr[2])
-        return text[len("Skipped: "):] if text.startswith("Skipped: ") else text
+        return text.removeprefix("Skipped: ")
     return str(longrepr)
 
 

@@ -20,8 +20,15 @@ import numpy as np
 
 from oracle.api import Expected, output_dtype
 from oracle.casefile import Case, ErrorSpec, write_case
-from oracle.flags import DEFAULT_EPS, DEFAULT_MOMENTUM, DTYPES, Flags, case_id, error_case_id
-from oracle.flags import numpy_dtype
+from oracle.flags import (
+    DEFAULT_EPS,
+    DEFAULT_MOMENTUM,
+    DTYPES,
+    Flags,
+    case_id,
+    error_case_id,
+    numpy_dtype,
+)
 
 COMMAND = "tests/conformance/case_fixtures.py (harness fixture)"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from case_fixtures import FAKE_BACKENDS, write_suite
 
 import conformance
-from case_fixtures import FAKE_BACKENDS, write_suite
 
 pytest_plugins = ["pytester"]
 

@@ -68,7 +68,7 @@ def test_backend_dir_is_one_path_component(tmp_path, name, safe):
 
 
 def test_markdown_grid_takes_worst_per_cell():
-    outputs = lambda f: {"y": {"fraction": f, "n_bad": int(f == "inf")},  # noqa: E731
+    outputs = lambda f: {"y": {"fraction": f, "n_bad": int(f == "inf")},
                          "mean": {"fraction": 0.5, "n_bad": 0}}
     results = [
         {"nodeid": "1", "id": "a", "test": "test_forward", "outcome": "pass", "dtype": "float32",
