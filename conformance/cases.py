@@ -3,7 +3,7 @@
 Collection lists ids from the file names only (``cases/<id>.yaml``: the stem is the id and
 its first token the op), so it costs one directory listing however large the arrays are.
 A test loads its case with ``load`` (``oracle.casefile.load_case``), which keeps the last
-few cases so the tests sharing one case do not parse it twice.
+few cases: a run selecting one case (``-k ID``) runs its tests back to back and parses it once.
 """
 from __future__ import annotations
 

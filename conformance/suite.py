@@ -7,8 +7,7 @@ judges the outputs, records the numbers for the reports and fails with the suite
 """
 from __future__ import annotations
 
-import collections
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,7 @@ from .checks import judge_error, judge_outputs
 from .deviations import Deviation
 from .messages import failure_message, repro_command
 from .registry import Resolved
-
-#: How many cases' backend outputs a process keeps (tests sharing a case reuse them).
-OUTPUT_CACHE_SIZE = 4
+from .runner import run_case
 
 
 @dataclass
@@ -34,7 +31,6 @@ class SuiteState:
     deviations: list[Deviation]
     deviations_path: Path | None
     report_dir: Path
-    _outputs: collections.OrderedDict = field(default_factory=collections.OrderedDict)
 
     @property
     def backend(self):
@@ -51,23 +47,15 @@ class SuiteState:
                              self.profile if self.profile != "strict" else None)
 
     def outputs(self, case) -> dict:
-        """Return the backend's outputs for a valid case, reusing a recent run of it."""
-        if case.id in self._outputs:
-            self._outputs.move_to_end(case.id)
-            return self._outputs[case.id]
-        from .runner import run_case
-
+        """Return the backend's outputs for a valid case; an exception the backend raises
+        gets a note naming the case and the repro command."""
         try:
-            result = run_case(self.backend, case)
+            return run_case(self.backend, case)
         except Exception as exc:
-            if hasattr(exc, "add_note"):
+            if hasattr(exc, "add_note"):  # Python >= 3.11
                 exc.add_note(f"[{case.id} on {self.backend_name}] the backend raised on a "
                              f"valid case\nrepro: {self.repro(case.id)}")
             raise
-        self._outputs[case.id] = result
-        while len(self._outputs) > OUTPUT_CACHE_SIZE:
-            self._outputs.popitem(last=False)
-        return result
 
 
 class CaseCheck:
