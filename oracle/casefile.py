@@ -5,7 +5,8 @@ A case file is YAML written by ``render_case`` with a fixed key order, no timest
 numbers, so the same case always gives the same bytes:
 
 - float data: ``float.hex`` with the trailing zero digits of the mantissa dropped
-  (``'0x1.8p+1'``), or ``'nan'``, ``'inf'``, ``'-inf'``; NaN is written as the canonical quiet
+  (``'0x1.8p+1'``), or ``'nan'``, ``'inf'``, ``'-inf'``; ``eps`` and ``momentum``: plain
+  ``float.hex`` (``'0x1.0624de0000000p-10'``); NaN is written as the canonical quiet
   NaN (its sign and payload are not kept); integer data (error cases) as plain integers;
 - expected ``value``: hi + lo (a double-double) rounded once to 32 significant digits
   (``decimal`` arithmetic on the exact binary values), trailing zeros dropped;
@@ -136,12 +137,15 @@ def id_matches(pattern: str | None, case_id: str) -> bool:
 # --- writing ------------------------------------------------------------------------------
 
 
-def hex_float(v: float) -> str:
-    """Return float.hex(v) with the mantissa's trailing zeros dropped, or nan / inf / -inf."""
+def hex_float(v: float, strip: bool = True) -> str:
+    """Return float.hex(v), with the mantissa's trailing zeros dropped unless strip is False,
+    or nan / inf / -inf."""
     if v != v:
         return "nan"
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
+    if not strip:
+        return float(v).hex()
     mant, exp = float(v).hex().split("p")
     mant = mant.rstrip("0")
     if mant.endswith("."):
@@ -253,8 +257,8 @@ def render_case(case: Case, command: str = DEFAULT_COMMAND) -> dict[str, bytes]:
            f"  fix_gamma: {_bool(case.flags.fix_gamma)}\n",
            f"  use_global_stats: {_bool(case.flags.use_global_stats)}\n",
            f"  output_mean_var: {_bool(case.flags.output_mean_var)}\n",
-           f"  eps: {_quote(hex_float(case.eps))}\n",
-           f"  momentum: {_quote(hex_float(case.momentum))}\n",
+           f"  eps: {_quote(hex_float(case.eps, strip=False))}\n",
+           f"  momentum: {_quote(hex_float(case.momentum, strip=False))}\n",
            f"  cudnn_off: {_bool(case.cudnn_off)}\n",
            "inputs:\n"]
     sidecar = bytearray()
