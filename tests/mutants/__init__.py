@@ -2,9 +2,11 @@
 
 The suite must fail every one of them (tests/conformance/test_mutants.py runs it on each).
 Every module here defines a backend class with that mistake, a ``factory()`` for
-``pytest conformance/ --backend tests.mutants.<module>:factory``, and ``SELECT``, a pytest
+``pytest conformance/ --backend tests.mutants.<module>:factory``, ``SELECT``, a pytest
 ``-k`` expression for the cases that are able to catch the mistake (so the meta-test can run
-a fast subset that still contains them).
+a fast subset that still contains them), and ``OUTPUTS``, the outputs the mistake corrupts
+(or the exception it raises), so the meta-test can tell that it was this mistake the suite
+caught.
 
 Each mistake is written the way a real implementation makes it, not as a perturbed output.
 """

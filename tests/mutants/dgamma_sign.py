@@ -6,6 +6,7 @@ are right.
 from backends.numpy_backend import NumpyBackend
 
 SELECT = "bwd and freegamma"
+OUTPUTS = ("dgamma",)
 
 
 class DgammaSign(NumpyBackend):

@@ -8,6 +8,7 @@ import numpy as np
 from backends.numpy_backend import NumpyBackend
 
 SELECT = "fwd and (f32 or f64)"
+OUTPUTS = ("y", "invstd", "dx", "dgamma", "running_var")
 
 
 class EpsOutsideSqrt(NumpyBackend):

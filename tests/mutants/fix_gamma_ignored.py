@@ -7,6 +7,7 @@ it to 1 in place and returns dgamma = 0.
 from backends.numpy_backend import NumpyBackend
 
 SELECT = "fixgamma"
+OUTPUTS = ("y", "dx", "dgamma")
 
 
 class FixGammaIgnored(NumpyBackend):

@@ -11,6 +11,8 @@ import numpy as np
 from backends.numpy_backend import NumpyBackend
 
 SELECT = "(f16 or bf16) and ((fwd and train and batchstats) or bwd)"
+OUTPUTS = ("y", "mean", "invstd", "dx", "dgamma", "dbeta", "running_mean",
+           "running_var")
 
 
 class HalfAccumulation(NumpyBackend):

@@ -11,6 +11,7 @@ from oracle.flags import DTYPES
 from oracle.formats import FORMATS, round_float64
 
 SELECT = "bwd and train and batchstats"
+OUTPUTS = ("running_mean", "running_var")
 
 
 class MomentumSwapped(NumpyBackend):

@@ -10,6 +10,7 @@ import numpy as np
 from backends.numpy_backend import NumpyBackend
 
 SELECT = "fwd and train and batchstats and (f64 or f32)"
+OUTPUTS = ("y", "mean", "invstd", "dx", "dgamma", "running_var")
 
 
 class OnePassFloat32(NumpyBackend):

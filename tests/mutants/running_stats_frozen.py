@@ -7,6 +7,7 @@ training step with batch statistics.
 from backends.numpy_backend import NumpyBackend
 
 SELECT = "bwd and train and batchstats"
+OUTPUTS = ("running_mean", "running_var")
 
 
 class RunningStatsFrozen(NumpyBackend):

@@ -8,6 +8,7 @@ statistics in anyway.
 from backends.numpy_backend import NumpyBackend, channels_last, ieee
 
 SELECT = "bwd and train and globalstats"
+OUTPUTS = ("running_mean", "running_var")
 
 
 class RunningStatsGlobalMode(NumpyBackend):

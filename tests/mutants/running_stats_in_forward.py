@@ -7,6 +7,7 @@ way, so backward is inherited and only forward cases can tell.
 from backends.numpy_backend import NumpyBackend, channels_last, ieee
 
 SELECT = "fwd and train and batchstats"
+OUTPUTS = ("running_mean", "running_var")
 
 
 class RunningStatsInForward(NumpyBackend):

@@ -8,6 +8,7 @@ import numpy as np
 from backends.numpy_backend import NumpyBackend
 
 SELECT = "fwd and train and batchstats"
+OUTPUTS = ("y", "invstd", "dx", "dgamma")
 
 
 class UnbiasedVariance(NumpyBackend):

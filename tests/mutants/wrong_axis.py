@@ -6,6 +6,7 @@ axis or a negative one.
 from backends.numpy_backend import NumpyBackend
 
 SELECT = "fwd and not axis1"
+OUTPUTS = ("y", "mean", "invstd", "ValueError")
 
 
 class WrongAxis(NumpyBackend):
