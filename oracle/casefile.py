@@ -28,10 +28,10 @@ import fnmatch
 import hashlib
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import yaml
@@ -107,10 +107,10 @@ class Case:
 
     def kwargs(self) -> dict:
         """Return the keyword arguments of the call: eps, momentum, the four flags, axis, cudnn_off."""
-        return dict(eps=self.eps, momentum=self.momentum, fix_gamma=self.flags.fix_gamma,
-                    use_global_stats=self.flags.use_global_stats,
-                    output_mean_var=self.flags.output_mean_var, axis=self.axis,
-                    training=self.flags.training, cudnn_off=self.cudnn_off)
+        return {"eps": self.eps, "momentum": self.momentum, "fix_gamma": self.flags.fix_gamma,
+                    "use_global_stats": self.flags.use_global_stats,
+                    "output_mean_var": self.flags.output_mean_var, "axis": self.axis,
+                    "training": self.flags.training, "cudnn_off": self.cudnn_off}
 
 
 def expected_names(op: str, flags: Flags) -> tuple[str, ...]:
@@ -140,7 +140,7 @@ def id_matches(pattern: str | None, case_id: str) -> bool:
 def hex_float(v: float, strip: bool = True) -> str:
     """Return float.hex(v), with the mantissa's trailing zeros dropped unless strip is False,
     or nan / inf / -inf."""
-    if v != v:
+    if math.isnan(v):
         return "nan"
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
@@ -160,7 +160,7 @@ def decimal_value(hi: float, lo: float) -> str:
     correctly rounded decimal addition. Trailing zeros are dropped: ``1.5e+00``; zero keeps its
     sign (``-0.0e+00``); NaN and infinities are ``nan``, ``inf``, ``-inf``.
     """
-    if hi != hi or lo != lo:
+    if math.isnan(hi) or math.isnan(lo):
         return "nan"
     if math.isinf(hi):
         return "inf" if hi > 0 else "-inf"
@@ -176,7 +176,7 @@ def decimal_value(hi: float, lo: float) -> str:
 
 def yaml_float(v: float) -> str:
     """Return the shortest round-trip text of a double that YAML 1.1 reads as a float."""
-    if v != v:
+    if math.isnan(v):
         return ".nan"
     if math.isinf(v):
         return ".inf" if v > 0 else "-.inf"
@@ -487,10 +487,10 @@ class _Reader:
         dtype = self.dtype(self.get(p, "dtype", str, "params"), "params.dtype")
         shape = self.shape(self.get(p, "shape", list, "params"), "params.shape")
         flags = Flags(*(self.get(p, k, bool, "params") for k in names[3:7]))
-        return dict(dtype=dtype, shape=shape, axis=self.get(p, "axis", int, "params"),
-                    flags=flags, eps=self.hex_scalar(p, "eps"),
-                    momentum=self.hex_scalar(p, "momentum"),
-                    cudnn_off=self.get(p, "cudnn_off", bool, "params"))
+        return {"dtype": dtype, "shape": shape, "axis": self.get(p, "axis", int, "params"),
+                    "flags": flags, "eps": self.hex_scalar(p, "eps"),
+                    "momentum": self.hex_scalar(p, "momentum"),
+                    "cudnn_off": self.get(p, "cudnn_off", bool, "params")}
 
     def hex_scalar(self, p: dict, key: str) -> float:
         text = self.get(p, key, str, "params")

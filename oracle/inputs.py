@@ -200,12 +200,12 @@ def small_int(req: Request) -> Data:
         x[ch] = values[s.permutation(m)]
     dy = req.stream("dy").integers((c, m), -2, 2).astype(np.float64)
     p = req.stream("params")
-    params = dict(
-        gamma=np.array([-0.5, 0.5, 1.0, 1.5, 2.0])[p.integers(c, 0, 4)],
-        beta=np.array([-1.0, -0.5, 0.5, 1.0, 1.5])[p.integers(c, 0, 4)],
-        running_mean=p.integers(c, -1, 1).astype(np.float64),
-        running_var=np.array([0.25, 1.0, 4.0])[p.integers(c, 0, 2)],
-    )
+    params = {
+        "gamma": np.array([-0.5, 0.5, 1.0, 1.5, 2.0])[p.integers(c, 0, 4)],
+        "beta": np.array([-1.0, -0.5, 0.5, 1.0, 1.5])[p.integers(c, 0, 4)],
+        "running_mean": p.integers(c, -1, 1).astype(np.float64),
+        "running_var": np.array([0.25, 1.0, 4.0])[p.integers(c, 0, 2)],
+    }
     return Data(x, dy, center, np.ones(c), params)
 
 
@@ -359,12 +359,12 @@ def bf16_rounding(req: Request) -> Data:
     else:
         dy = t.signs((c, m)) * (1 + (2 * k + 1) * 2.0**-8) * np.ldexp(1.0, t.integers((c, m), -2, 1))
     p = req.stream("params")
-    params = dict(
-        gamma=p.signs(c, 0.25) * np.ldexp(1.0, p.integers(c, -1, 1)),
-        beta=p.signs(c) * np.ldexp(1.0 + 2.0**-8, p.integers(c, 3, 5)),
-        running_mean=center,
-        running_var=d * d,
-    )
+    params = {
+        "gamma": p.signs(c, 0.25) * np.ldexp(1.0, p.integers(c, -1, 1)),
+        "beta": p.signs(c) * np.ldexp(1.0 + 2.0**-8, p.integers(c, 3, 5)),
+        "running_mean": center,
+        "running_var": d * d,
+    }
     return Data(x, dy, center, d, params)
 
 
@@ -392,7 +392,7 @@ def default_params(req: Request, loc: np.ndarray, scale: np.ndarray) -> dict:
     running_mean = loc + scale * p.normal(c) / 4
     var = scale * scale * p.uniform(c, 0.5, 2)
     running_var = np.where(var > 0, var, p.uniform(c, 0.5, 2))
-    return dict(gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    return {"gamma": gamma, "beta": beta, "running_mean": running_mean, "running_var": running_var}
 
 
 def round_to(values: np.ndarray, dtype: str) -> np.ndarray:

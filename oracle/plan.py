@@ -13,7 +13,9 @@ D. eps {default, 1e-5, 0, 1} x dtype x op x two modes, plus eps = 0 (and 1e-5) o
    one-element and tiny-variance channels; E. momentum {0.9, 0, 1} x dtype x op;
 F. cudnn_off = True x dtype x op x three modes;
 G. all-pairs completion: cases added greedily until every pair of values of any two of the
-   PAIRWISE parameters appears in some case (``uncovered_pairs`` is then empty);
+   PAIRWISE parameters appears in some case (``uncovered_pairs`` is then empty); with the
+   greedy choices of A-F it currently has nothing left to add, but it keeps the guarantee
+   when the phases change;
 H. invalid inputs (op ``err``), see ``ERROR_CASES``.
 
 Free parameters of A-F (those a phase does not fix) are chosen greedily to cover new pairs
@@ -30,8 +32,19 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .casefile import ErrorSpec
-from .flags import (ALL_FLAGS, AXIS_CLASSES, DEFAULT_EPS, DEFAULT_MOMENTUM, DTYPES, Flags,
-                    axis_class_of, axis_for_class, case_id, error_case_id, shape_token)
+from .flags import (
+    ALL_FLAGS,
+    AXIS_CLASSES,
+    DEFAULT_EPS,
+    DEFAULT_MOMENTUM,
+    DTYPES,
+    Flags,
+    axis_class_of,
+    axis_for_class,
+    case_id,
+    error_case_id,
+    shape_token,
+)
 from .inputs import FAMILIES
 
 DEFAULT_SEED = 1
@@ -271,7 +284,7 @@ def default_plan() -> list[CaseSpec]:
     """Return the default golden cases (phases A-H of the module docstring), sorted by id."""
     plan = _Planner()
     dt_ops = list(itertools.product(DTYPES, OPS))
-    defaults = dict(eps=DEFAULT_EPS, momentum=DEFAULT_MOMENTUM, cudnn_off=False)
+    defaults = {"eps": DEFAULT_EPS, "momentum": DEFAULT_MOMENTUM, "cudnn_off": False}
     for flags, (dtype, op), rank in itertools.product(ALL_FLAGS, dt_ops, RANKS):  # A
         plan.add(dict(_flag_values(flags), dtype=dtype, op=op, rank=rank, family="normal",
                       axis_class=axis_class_of(1, rank), **defaults))
@@ -285,8 +298,8 @@ def default_plan() -> list[CaseSpec]:
     for family in FAMILIES:  # C
         modes = (TRAIN_BATCH,) if family == "long" else (TRAIN_BATCH, TRAIN_GLOBAL, INFER)
         for i, ((dtype, op), flags) in enumerate(itertools.product(dt_ops, modes)):
-            fixed = dict(dtype=dtype, op=op, family=family, training=flags.training,
-                         use_global_stats=flags.use_global_stats)
+            fixed = {"dtype": dtype, "op": op, "family": family, "training": flags.training,
+                         "use_global_stats": flags.use_global_stats}
             if family != "long":
                 fixed.update(_flag_values(flags))
             if family == "channels":
