@@ -35,7 +35,7 @@ constexpr int kWarpSize = 32;
 // 8 warps: enough independent warps per block to hide latency, and 256 threads keep the
 // per-block shared-memory tree (kBlockThreads states) small. The host launches exactly this.
 constexpr int kBlockThreads = 256;
-constexpr int kWarps = kBlockThreads / kWarpSize;
+[[maybe_unused]] constexpr int kWarps = kBlockThreads / kWarpSize;  // unused by channel-last
 // Packs per thread per step, all loaded before the first use: 4 x 16 bytes per input in flight
 // per thread, i.e. >= 32 KB per SM at 512 resident threads, above the ~25 KB that Little's law
 // asks of an H100 (3.35 TB/s x ~1 us / 132 SMs). A step's packs are also the leaf chunk of the
@@ -45,7 +45,7 @@ constexpr int kPacks = 4;
 // its pairwise partials and the 64-bit walk never spill, with 2 blocks (512 threads, see
 // kPacks) resident per SM at least.
 constexpr int kMinBlocksPerSM = 2;
-constexpr unsigned kFullMask = 0xffffffffu;
+[[maybe_unused]] constexpr unsigned kFullMask = 0xffffffffu;  // unused by channel-last
 
 // ---- storage types and conversions ----------------------------------------------------------
 struct half_t { unsigned short bits; };  // IEEE binary16
