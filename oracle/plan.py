@@ -123,7 +123,7 @@ class CaseSpec:
         parts = [head, "training" if f.training else "inference",
                  "fix_gamma" if f.fix_gamma else "free gamma",
                  "global stats" if f.use_global_stats else "batch stats",
-                 "mean/invstd out" if f.output_mean_var else "y only",
+                 "mean/invstd out" if f.output_mean_var else "no mean/invstd out",
                  f"{self.family} data", "forward" if self.op == "fwd" else "forward + backward"]
         if self.eps != DEFAULT_EPS:
             parts.append(f"eps={self.eps!r}")
