@@ -21,8 +21,9 @@ from .flags import DEFAULT_EPS, DEFAULT_MOMENTUM, DTYPES, Flags, numpy_dtype
 class Expected:
     """One expected output of a case.
 
-    value = hi + lo to a relative accuracy of 1e-30 or better (NaN and +-inf exactly, with
-    lo = 0); rounded = value correctly rounded to dtype (round to nearest, ties to even),
+    value = hi + lo to a relative accuracy of 1e-30 or better, or to 2**-1074 absolute in
+    the float64 subnormal range (NaN and +-inf exactly, with lo = 0; a finite value beyond
+    the float64 range is held as +-inf, and its rounded form is +-inf in every dtype); rounded = value correctly rounded to dtype (round to nearest, ties to even),
     held as float64; cond = condition scale (see oracle.condition), 0 where the value must
     be reproduced exactly.
     """

@@ -90,7 +90,10 @@ def split3(value) -> tuple[float, float, float]:
     parts = []
     rest = value
     for _ in range(3):
-        t = float(rest)
+        try:
+            t = float(rest)
+        except OverflowError:  # beyond the float64 range: the caller's slow path handles it
+            return (np.inf if rest > 0 else -np.inf), 0.0, 0.0
         parts.append(t)
         rest = rest - (Fraction(t) if isinstance(rest, Fraction) else t)
     return parts[0], parts[1], parts[2]

@@ -26,6 +26,8 @@ import numpy as np
 
 from .flags import numpy_dtype
 
+_DOUBLE_MAX = 1.7976931348623157e308
+
 
 @dataclass(frozen=True)
 class Format:
@@ -49,18 +51,21 @@ class Format:
 
     @property
     def overflow_threshold(self) -> float:
-        """Magnitudes at or above this round to infinity."""
-        return math.ldexp(2.0 - math.ldexp(1.0, -self.p), self.emax)
+        """Magnitudes at or above this round to infinity (inf for float64, whose threshold
+        2**1024 (1 - 2**-54) lies beyond every finite double)."""
+        exact = (2 - Fraction(1, 2**self.p)) * Fraction(2) ** self.emax
+        return math.inf if exact > Fraction(_DOUBLE_MAX) else float(exact)
 
     @property
     def numpy(self) -> np.dtype:
         return numpy_dtype(self.name)
 
     def ulp(self, value):
-        """ulp(v): the spacing of the format at |v| (2**(e-p+1), e = max(exponent, emin))."""
+        """ulp(v): the spacing of the format at |v|, 2**(e - p + 1) with e = max(exponent of
+        v, emin); at 0 and in the subnormal range that is the smallest subnormal."""
         v = np.abs(np.asarray(value, dtype=np.float64))
         _, e = np.frexp(v)  # v = m * 2**e, 0.5 <= m < 1, so the exponent is e - 1
-        e = np.maximum(e - 1, self.emin)
+        e = np.where(v == 0, self.emin, np.maximum(e - 1, self.emin))
         return np.ldexp(1.0, e - self.p + 1)
 
 
@@ -89,18 +94,20 @@ def round_fraction(value: Fraction | int, fmt: Format) -> float:
     e = q.numerator.bit_length() - q.denominator.bit_length()
     if q < Fraction(2) ** e:
         e -= 1
+    if e > fmt.emax:
+        return sign * math.inf
     quantum_exp = max(e, fmt.emin) - (fmt.p - 1)
     scaled = q / (Fraction(2) ** quantum_exp)
     n = scaled.numerator // scaled.denominator
     rest = scaled - n
     if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and n % 2 == 1):
         n += 1
-    if n >= (1 << fmt.p) and max(e, fmt.emin) + 1 > fmt.emax:
+    if n == 1 << fmt.p:  # rounded up into the next binade
+        n >>= 1
+        quantum_exp += 1
+    if quantum_exp + fmt.p - 1 > fmt.emax:
         return sign * math.inf
-    result = math.ldexp(float(n), quantum_exp)  # n < 2**(p+1) <= 2**54: exact
-    if result > fmt.max_finite:
-        return sign * math.inf
-    return sign * result
+    return sign * math.ldexp(float(n), quantum_exp)  # n < 2**p <= 2**53: exact
 
 
 def round_float64(values, fmt: Format) -> np.ndarray:
@@ -117,7 +124,8 @@ def round_float64(values, fmt: Format) -> np.ndarray:
     x = v[finite]
     _, e = np.frexp(x)
     quantum_exp = np.maximum(e - 1, fmt.emin) - (fmt.p - 1)
-    r = np.ldexp(np.rint(np.ldexp(x, -quantum_exp)), quantum_exp)
+    with np.errstate(over="ignore"):  # beyond the format's range: handled just below
+        r = np.ldexp(np.rint(np.ldexp(x, -quantum_exp)), quantum_exp)
     r = np.where(np.abs(r) > fmt.max_finite, np.copysign(np.inf, x), r)
     out[finite] = r
     return out
@@ -135,15 +143,12 @@ def round_dd(hi, lo, err, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
     lo = np.asarray(lo, dtype=np.float64)
     err = np.asarray(err, dtype=np.float64)
     r = round_float64(hi, fmt)
-    if fmt.name == "float64":
-        # The neighbours of r are r -+ ulp; boundaries at r -+ ulp/2. r = hi, so the offset of
-        # the true value from r is lo (+- err).
-        half = np.where(lo < 0, _ulp_below(hi, fmt), fmt.ulp(hi)) / 2
-        offset = lo
-    else:
-        below = (hi - r) + lo < 0
-        half = np.where(below, _ulp_below(r, fmt), fmt.ulp(r)) / 2
-        offset = (hi - r) + lo  # hi - r is exact: r is within half a (coarser) ulp of hi
+    # offset = value - r; hi - r is exact (r is within half a coarser ulp of hi). The
+    # rounding boundary on the side of the offset is half the spacing on that side: the
+    # spacing below |r| when the offset points toward zero, the ulp at |r| otherwise.
+    offset = lo if fmt.name == "float64" else (hi - r) + lo
+    toward_zero = offset * np.sign(r) < 0
+    half = np.where(toward_zero, _ulp_below(r, fmt), fmt.ulp(r)) / 2
     # Margin: err plus the rounding of the offset computation itself.
     margin = err + np.abs(offset) * 2.0**-50 + 2.0**-1074
     decided = np.abs(offset) + margin < half

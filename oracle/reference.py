@@ -27,6 +27,7 @@ which yields their NaN or infinity exactly.
 from __future__ import annotations
 
 from fractions import Fraction
+from math import isqrt
 
 import mpmath
 import numpy as np
@@ -64,8 +65,25 @@ def _to_fraction(value) -> Fraction:
     return (-1) ** sign * Fraction(int(man)) * Fraction(2) ** int(exp)
 
 
+def _float(value) -> float:
+    """Nearest float64 of a Fraction or mpf; +-inf beyond the float64 range."""
+    try:
+        return float(value)
+    except OverflowError:
+        return np.inf if value > 0 else -np.inf
+
+
+def _exact_sqrt(q: Fraction) -> Fraction | None:
+    """sqrt(q) when q >= 0 is the square of a rational, else None."""
+    n, d = q.numerator, q.denominator
+    rn, rd = isqrt(n), isqrt(d)
+    return Fraction(rn, rd) if rn * rn == n and rd * rd == d else None
+
+
 def _dd(value) -> tuple[float, float]:
-    hi = float(value)
+    """(hi, lo): hi = nearest double of value, lo = nearest double of the rest. Values
+    beyond the float64 range give (+-inf, 0)."""
+    hi = _float(value)
     if not np.isfinite(hi):
         return hi, 0.0
     rest = value - (Fraction(hi) if isinstance(value, Fraction) else _MP.mpf(hi))
@@ -81,6 +99,9 @@ class _Scalars:
         self.ve = [Fraction(1)] * channels
         self.r = [_MP.mpf(1)] * channels
         self.s = [_MP.mpf(1)] * channels
+        #: r and s as exact rationals where var + DType(eps) is the square of a rational.
+        self.r_exact: list[Fraction | None] = [None] * channels
+        self.s_exact: list[Fraction | None] = [None] * channels
 
 
 def _channel_view(a: np.ndarray, axis: int) -> np.ndarray:
@@ -141,10 +162,11 @@ def _finish(name, dtype, hi, lo, err, exact_mask, slow, ieee, cond, risky) -> Ex
     return Expected(name, dtype, hi, lo, rounded, np.asarray(cond, dtype=np.float64))
 
 
-def _tiny(a) -> np.ndarray:
-    """Nonzero magnitudes below _TINY, where a two_prod could underflow."""
+def _unsafe(a) -> np.ndarray:
+    """Magnitudes where a two_prod could underflow or overflow (nonzero below _TINY, above
+    1/_TINY, or not finite): such elements take the slow path."""
     a = np.abs(np.asarray(a, dtype=np.float64))
-    return (a != 0) & (a < _TINY)
+    return ((a != 0) & (a < _TINY)) | ~(a < 1 / _TINY)
 
 
 def _round_ieee(values: np.ndarray, fmt) -> np.ndarray:
@@ -200,7 +222,6 @@ class _Evaluation:
                 mu = S / M
                 var = exact_dot(self.X[c], self.X[c]) / M - mu * mu
                 ve = var + self.eps_d
-                r = _MP.mpf(0) if ve == 0 else 1 / _MP.sqrt(_mpf(ve))
             else:
                 if not (np.isfinite(self.RM[c]) and np.isfinite(self.RV[c])):
                     continue
@@ -208,11 +229,19 @@ class _Evaluation:
                 ve = Fraction(self.RV[c]) + self.eps_d
                 if ve <= 0:
                     continue
-                r = 1 / _MP.sqrt(_mpf(ve))
+            root = _exact_sqrt(ve)
+            if ve == 0:  # batch statistics only: invstd is defined as 0
+                st.r_exact[c] = Fraction(0)
+            elif root is not None:
+                st.r_exact[c] = 1 / root
+            r = _mpf(st.r_exact[c]) if st.r_exact[c] is not None else 1 / _MP.sqrt(_mpf(ve))
             st.exact[c] = True
             st.mu[c], st.ve[c], st.r[c] = mu, ve, r
             if self.params_ok[c]:
-                st.s[c] = r * _mpf(Fraction(self.G_eff[c]))
+                g = Fraction(self.G_eff[c])
+                st.s[c] = r * _mpf(g)
+                if st.r_exact[c] is not None:
+                    st.s_exact[c] = st.r_exact[c] * g
         self.st = st
         # IEEE float64 shadow of the statistics, for channels the exact path does not take.
         with np.errstate(all="ignore"):
@@ -221,12 +250,36 @@ class _Evaluation:
                 var64 = ((self.X - mu64[:, None]) ** 2).sum(axis=1) / M
             else:
                 mu64, var64 = self.RM.copy(), self.RV.copy()
-            ve64 = var64 + float(self.eps_d)
+            ve64 = var64 + _float(self.eps_d)
             r64 = 1 / np.sqrt(ve64)
             if flags.batch_stats:
                 r64 = np.where(ve64 == 0, 0.0, r64)
         self.mu64, self.ve64, self.r64 = mu64, ve64, r64
         self.mean_abs_x = np.abs(np.where(np.isfinite(self.X), self.X, 0)).mean(axis=1)
+
+    def _scaled(self, c: int, q: Fraction, exact_scale, scale):
+        """q * scale_c: exact when the scale is rational, else at the working precision."""
+        if exact_scale[c] is not None:
+            return q * exact_scale[c]
+        return _mpf(q) * scale[c]
+
+    def _y_slow(self, c: int, x: float):
+        """y = (x - mu) s + beta, exact when s is rational; otherwise in mpmath with the
+        precision doubled until the cancellation against beta leaves 120 good bits."""
+        st = self.st
+        d = Fraction(x) - st.mu[c]
+        beta = Fraction(self.B[c])
+        if st.s_exact[c] is not None or d == 0:
+            return d * (st.s_exact[c] or 0) + beta
+        g = _mpf(Fraction(self.G_eff[c]))
+        prec = PRECISION_BITS
+        while True:
+            with _MP.workprec(prec):
+                ds = _mpf(d) * (g / _MP.sqrt(_mpf(st.ve[c])))
+                value = ds + _mpf(beta)
+                if abs(value) > _MP.ldexp(abs(ds) + abs(_mpf(beta)), 120 - prec) or prec >= 1 << 15:
+                    return +value
+            prec *= 2
 
     # --- outputs ----------------------------------------------------------------------
 
@@ -263,16 +316,15 @@ class _Evaluation:
         exact_mask = self._element_mask(X)
 
         def slow(index):
-            c, j = index
-            return (_mpf(Fraction(X[c, j])) - _mpf(st.mu[c])) * st.s[c] + _mpf(Fraction(self.B[c]))
+            return self._y_slow(index[0], X[index])
 
         with np.errstate(all="ignore"):
             ieee = (X - self.mu64[:, None]) * self.r64[:, None] * self.G_eff[:, None] + self.B[:, None]
-        s64 = np.array([float(s) for s in st.s])[:, None]
+        s64 = np.array([_float(s) for s in st.s])[:, None]
         cond = condition.cond_y(X, mu[0], s64, self.B[:, None], self.mean_abs_x[:, None],
                                 self.flags.batch_stats)
         e = _finish("y", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond,
-                    _tiny(X) | _tiny(s64) | _tiny(mu[0]))
+                    _unsafe(X) | _unsafe(s64) | _unsafe(mu[0]))
         return self._reshape(e)
 
     def _mean_invstd(self) -> tuple[Expected, Expected]:
@@ -281,7 +333,7 @@ class _Evaluation:
         for c in range(self.C):
             if st.exact[c]:
                 means.append(st.mu[c])
-                invstds.append(st.r[c])
+                invstds.append(st.r_exact[c] if st.r_exact[c] is not None else st.r[c])
             else:
                 means.append(float(self.mu64[c]))
                 invstds.append(float(self.r64[c]))
@@ -289,7 +341,7 @@ class _Evaluation:
             mean_cond = self.mean_abs_x
         else:
             mean_cond = np.zeros(self.C)  # the running mean itself: exact
-        invstd_cond = np.abs(np.array([float(r) for r in st.r]))
+        invstd_cond = np.abs(np.array([_float(r) for r in st.r]))
         return (_expected_from_scalars("mean", self.param, means, mean_cond),
                 _expected_from_scalars("invstd", self.param, invstds, invstd_cond))
 
@@ -316,7 +368,7 @@ class _Evaluation:
                     recovered64 = 1 / self.r64[c] ** 2 - self.eps
                     variances.append(float(self.RV[c] * float(m) + recovered64 * float(1 - m)))
         mf = float(m)
-        ve = np.array([float(v) for v in st.ve])
+        ve = np.array([_float(v) for v in st.ve])
         return (
             _expected_from_scalars("running_mean", self.param, means,
                                    condition.cond_running_mean(self.RM, mf, self.mean_abs_x)),
@@ -361,12 +413,11 @@ class _Evaluation:
 
             def slow(index):
                 c, j = index
-                d = _mpf(Fraction(X[c, j])) - _mpf(st.mu[c])
-                t = _mpf(Fraction(DY[c, j])) - _mpf(a_vals[c]) - d * _mpf(k_vals[c])
-                return t * st.s[c]
+                t = Fraction(DY[c, j]) - a_vals[c] - (Fraction(X[c, j]) - st.mu[c]) * k_vals[c]
+                return self._scaled(c, t, st.s_exact, st.s)  # the inner sum is exact
 
-            k_abs = np.abs(np.array([float(k) for k in k_vals]))[:, None]
-            r_abs = np.abs(np.array([float(r) for r in st.r]))[:, None]
+            k_abs = np.abs(np.array([_float(k) for k in k_vals]))[:, None]
+            r_abs = np.abs(np.array([_float(r) for r in st.r]))[:, None]
             cond = condition.cond_dx(DY, abs_d, w_terms[0], k_abs, r_abs,
                                      abs_dy.mean(axis=1)[:, None], self.mean_abs_x[:, None],
                                      (abs_d * abs_dy).mean(axis=1)[:, None], True)
@@ -378,12 +429,12 @@ class _Evaluation:
 
             def slow(index):
                 c, j = index
-                return _mpf(Fraction(DY[c, j])) * st.s[c]
+                return self._scaled(c, Fraction(DY[c, j]), st.s_exact, st.s)
 
             cond = condition.cond_dx(DY, abs_d, w_terms[0], 0, 0, 0, 0, 0, False)
-        risky = _tiny(X) | _tiny(DY) | _tiny(w_terms[0]) | _tiny(mu[0])
+        risky = _unsafe(X) | _unsafe(DY) | _unsafe(w_terms[0]) | _unsafe(mu[0])
         if flags.batch_stats:
-            risky = risky | _tiny(_triple_columns(k_vals)[0]) | _tiny(_triple_columns(a_vals)[0])
+            risky = risky | _unsafe(_triple_columns(k_vals)[0]) | _unsafe(_triple_columns(a_vals)[0])
         dx = self._reshape(_finish("dx", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond,
                                    risky))
 
@@ -392,12 +443,12 @@ class _Evaluation:
             if flags.fix_gamma:
                 dgammas.append(Fraction(0))
             elif dotp[c] is not None:
-                dgammas.append(_mpf(dotp[c]) * st.r[c])
+                dgammas.append(self._scaled(c, dotp[c], st.r_exact, st.r))
             else:
                 with np.errstate(all="ignore"):
                     dgammas.append(float(dotp64[c] * self.r64[c]))
             dbetas.append(sdy[c] if sdy[c] is not None else float(sdy64[c]))
-        r_abs = np.abs(np.array([float(r) for r in st.r]))
+        r_abs = np.abs(np.array([_float(r) for r in st.r]))
         sum_abs_dy = abs_dy.sum(axis=1)
         if flags.fix_gamma:
             dgamma_cond = np.zeros(self.C)

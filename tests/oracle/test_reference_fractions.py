@@ -320,8 +320,10 @@ def test_value_just_past_a_tie_below_minus_one(dtype):
     p = {"float16": 11, "bfloat16": 8}[dtype]
     case = dict(x=cast(np.array([[0.0], [1.0]]), dtype), gamma=np.array([2.0**-60], np.float32),
                 beta=np.array([-1 + 2.0 ** -(p + 1)], np.float32), running_mean=np.zeros(1, np.float32),
-                running_var=np.ones(1, np.float32), eps=1e-3, momentum=0.9, axis=1)
+                running_var=np.ones(1, np.float32), eps=1e-3, momentum=0.9, axis=1,
+                dy=cast(np.array([[1.0], [-0.5]]), dtype))
     flags = dict(training=True, fix_gamma=False, use_global_stats=False, output_mean_var=False)
-    want = reference(**case, **flags)["y"].rounded()
+    fwd_case = {k: v for k, v in case.items() if k != "dy"}
+    want = reference(**fwd_case, **flags)["y"].rounded()
     assert want.ravel().tolist() == [-1.0, -(1 - 2.0**-p)]
     check_against_reference(case, flags)
