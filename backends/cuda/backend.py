@@ -31,9 +31,13 @@ class CudaBackend:
 
     version = "0.1.0 (CUDA C++ kernels, NVRTC via CuPy)"
 
-    def __init__(self, emulate_cudnn: bool = False):
+    def __init__(self, emulate_cudnn: bool = False, runtime=None):
+        """runtime: a runtime.Runtime-like object to use instead of CuPy on the GPU (the CPU
+        emulation, backends/cuda/emulation.py); its backend name gets "-emulated"."""
         self.emulate_cudnn = bool(emulate_cudnn)
-        self.name = "cuda-cudnn" if self.emulate_cudnn else "cuda"
+        self._runtime = runtime
+        self.name = ("cuda-cudnn" if self.emulate_cudnn else "cuda") + (
+            "-emulated" if runtime is not None else "")
         self.capabilities = Capabilities(
             dtypes=ALL_DTYPES, forward=True, backward=True, quantized=False, device="cuda",
             profile=("cudnn",) if self.emulate_cudnn else ())
@@ -44,7 +48,7 @@ class CudaBackend:
             return "the CUDA backend has no quantized path"
         if getattr(case, "op", None) == "err":
             return None  # argument checks run on the host, before any launch
-        reason = runtime.unavailable_reason()
+        reason = None if self._runtime is not None else runtime.unavailable_reason()
         if reason is not None:
             return f"needs a CUDA GPU (sm_80+) with CuPy: {reason}"
         kwargs = case.kwargs()
@@ -72,7 +76,7 @@ class CudaBackend:
         steps = semantics.forward_schedule(path, training=training,
                                            use_global_stats=use_global_stats,
                                            fix_gamma=fix_gamma, output_mean_var=output_mean_var)
-        rt = runtime.get_runtime()
+        rt = self._runtime or runtime.get_runtime()
         if fix_gamma:
             gamma[...] = 1
         geom, buffers = self._run(rt, steps, path, dtype, ax, x, None, gamma, beta,
@@ -93,7 +97,7 @@ class CudaBackend:
         steps = semantics.backward_schedule(path, training=training,
                                             use_global_stats=use_global_stats,
                                             fix_gamma=fix_gamma)
-        rt = runtime.get_runtime()
+        rt = self._runtime or runtime.get_runtime()
         if fix_gamma:
             gamma[...] = 1
         _, buffers = self._run(rt, steps, path, dtype, ax, x, dy, gamma, beta, running_mean,

@@ -57,10 +57,16 @@ template <typename T> using acc_t = typename AccOf<T>::type;
 
 __device__ __forceinline__ double to_acc(double v) { return v; }
 __device__ __forceinline__ float to_acc(float v) { return v; }
+// 16-bit conversions: PTX cvt on the GPU; portable C++ in the CPU emulation of the kernels
+// (backends/cuda/emulation.h), which runs these sources on machines without a GPU.
 __device__ __forceinline__ float to_acc(half_t v) {
+#ifdef BN_CPU_EMULATION
+  return emulation::half_bits_to_float(v.bits);
+#else
   float f;
   asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v.bits));
   return f;
+#endif
 }
 __device__ __forceinline__ float to_acc(bf16_t v) {
   return __uint_as_float(static_cast<unsigned>(v.bits) << 16);
@@ -72,12 +78,20 @@ template <> __device__ __forceinline__ double from_acc<double>(double v) { retur
 template <> __device__ __forceinline__ float from_acc<float>(float v) { return v; }
 template <> __device__ __forceinline__ half_t from_acc<half_t>(float v) {
   half_t h;
+#ifdef BN_CPU_EMULATION
+  h.bits = emulation::float_to_half_bits(v);
+#else
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(v));
+#endif
   return h;
 }
 template <> __device__ __forceinline__ bf16_t from_acc<bf16_t>(float v) {
   bf16_t h;
+#ifdef BN_CPU_EMULATION
+  h.bits = emulation::float_to_bf16_bits(v);
+#else
   asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h.bits) : "f"(v));
+#endif
   return h;
 }
 
