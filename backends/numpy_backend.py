@@ -19,7 +19,8 @@ g_c = 1 if fix_gamma else gamma_c; e = DType(eps), eps rounded to the data dtype
         y = (x - mean_c) * invstd_c * g_c + beta_c
     backward, head gradient dy:
         sdy_c = sum(dy),  dotp_c = sum((x - mean_c) * dy)
-        batch stats:    dx = (dy - sdy_c/M - (x - mean_c) * dotp_c * invstd_c^2 / M) * invstd_c * g_c
+        batch stats:    dx = (dy - sdy_c/M - (x - mean_c) k_c) * invstd_c * g_c,
+                        k_c = dotp_c * invstd_c^2 / M
         running stats:  dx = dy * invstd_c * g_c
         dgamma_c = dotp_c * invstd_c (0 if fix_gamma),  dbeta_c = sdy_c
     running-stat update, in backward and only with batch stats (m = momentum as float32):

@@ -149,7 +149,12 @@ def make_inputs(dtype, shape, axis, seed=0, offset=0.0):
 
 
 def kwargs(flags, axis, eps=EPS, momentum=0.9):
-    return dict(eps=eps, momentum=momentum, axis=axis, **flags)
+    return {"eps": eps, "momentum": momentum, "axis": axis, **flags}
+
+
+def flags_of(training=True, fix_gamma=False, use_global_stats=False, output_mean_var=True):
+    return {"training": training, "fix_gamma": fix_gamma, "use_global_stats": use_global_stats,
+            "output_mean_var": output_mean_var}
 
 
 BACKEND = NumpyBackend()
@@ -188,7 +193,7 @@ def test_backward_matches_exact_reference(dtype, flags, shape, axis):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_large_offset_is_accurate(dtype):
     """Data far from zero (mean/std ~ 1e3): a one-pass variance would lose every digit."""
-    flags = dict(training=True, fix_gamma=False, use_global_stats=False, output_mean_var=True)
+    flags = flags_of()
     x, gamma, beta, rm, rv, dy = make_inputs(dtype, (4, 3, 6), 1, seed=2, offset=2048.0)
     exact = reference(x, gamma, beta, rm, rv, dy, **kwargs(flags, 1))
     got = BACKEND.backward(x, gamma.copy(), beta, rm.copy(), rv.copy(), dy, **kwargs(flags, 1))
@@ -249,8 +254,8 @@ def test_fix_gamma_ignores_gamma_and_overwrites_it(op):
     for scale in (1.0, -5.0):
         g = (gamma * scale).astype(np.float32)
         args = (x, g, beta, rm.copy(), rv.copy()) + ((dy,) if op == "backward" else ())
-        results.append(getattr(BACKEND, op)(*args, **kwargs(dict(
-            training=True, fix_gamma=True, use_global_stats=False, output_mean_var=False), 1)))
+        results.append(getattr(BACKEND, op)(
+            *args, **kwargs(flags_of(fix_gamma=True, output_mean_var=False), 1)))
         gammas.append(g)
     for name in results[0]:
         np.testing.assert_array_equal(results[0][name], results[1][name], err_msg=name)
@@ -263,8 +268,7 @@ def test_fix_gamma_ignores_gamma_and_overwrites_it(op):
 def test_free_gamma_is_left_alone():
     x, gamma, beta, rm, rv, dy = make_inputs("float32", (3, 4, 2), 1, seed=3)
     before = gamma.copy()
-    BACKEND.backward(x, gamma, beta, rm, rv, dy, **kwargs(dict(
-        training=True, fix_gamma=False, use_global_stats=False, output_mean_var=False), 1))
+    BACKEND.backward(x, gamma, beta, rm, rv, dy, **kwargs(flags_of(output_mean_var=False), 1))
     np.testing.assert_array_equal(gamma, before)
 
 
@@ -329,7 +333,7 @@ def test_eps_zero_constant_channel_recovers_infinite_variance():
 def test_nan_and_inf_poison_only_their_channel(dtype, bad):
     x, gamma, beta, rm, rv, dy = make_inputs(dtype, (3, 2, 2), 1, seed=5)
     x[1, 0, 1] = bad
-    flags = dict(training=True, fix_gamma=False, use_global_stats=False, output_mean_var=True)
+    flags = flags_of()
     fwd = BACKEND.forward(x, gamma.copy(), beta, rm.copy(), rv.copy(), **kwargs(flags, 1))
     bwd = BACKEND.backward(x, gamma.copy(), beta, rm.copy(), rv.copy(), dy, **kwargs(flags, 1))
     for out, name in ((fwd, "y"), (bwd, "dx")):
@@ -359,7 +363,7 @@ def test_bfloat16_outputs_are_rounded_once():
 
 def test_negative_axis_equals_positive_axis():
     x, gamma, beta, rm, rv, dy = make_inputs("float32", (2, 3, 4, 5), 2, seed=6)
-    flags = dict(training=True, fix_gamma=False, use_global_stats=False, output_mean_var=True)
+    flags = flags_of()
     a = BACKEND.backward(x, gamma, beta, rm.copy(), rv.copy(), dy, **kwargs(flags, 2))
     b = BACKEND.backward(x, gamma, beta, rm.copy(), rv.copy(), dy, **kwargs(flags, -2))
     for name in a:
@@ -371,7 +375,8 @@ def test_negative_axis_equals_positive_axis():
 
 def _valid():
     x, gamma, beta, rm, rv, dy = make_inputs("float32", (2, 3, 2), 1, seed=7)
-    return dict(x=x, gamma=gamma, beta=beta, running_mean=rm, running_var=rv, dy=dy)
+    return {"x": x, "gamma": gamma, "beta": beta, "running_mean": rm, "running_var": rv,
+            "dy": dy}
 
 
 ERRORS = [
@@ -397,13 +402,12 @@ def test_errors_leave_inputs_untouched(op, case):
     _, mutate, exc, match = case
     args = _valid()
     args["gamma"] = args["gamma"] * 3  # fix_gamma would overwrite it, if it got that far
-    extra = dict(axis=1, eps=EPS)
-    probe = {**args, **extra}
+    probe = {**args, "axis": 1, "eps": EPS}
     mutate(probe)
     arrays = {k: v for k, v in probe.items() if isinstance(v, np.ndarray)}
     before = {k: v.copy() for k, v in arrays.items()}
-    call = dict(momentum=0.9, fix_gamma=True, use_global_stats=False, output_mean_var=True,
-                training=True, axis=probe.pop("axis"), eps=probe.pop("eps"))
+    call = {**flags_of(fix_gamma=True), "momentum": 0.9, "axis": probe.pop("axis"),
+            "eps": probe.pop("eps")}
     dy = probe.pop("dy")
     positional = [probe[k] for k in ("x", "gamma", "beta", "running_mean", "running_var")]
     if op == "backward":

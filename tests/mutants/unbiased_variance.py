@@ -3,8 +3,6 @@
 MXNet divides by M (biased) for the normalisation; M - 1 is what np.var(ddof=1) and
 torch.var give by default. y comes out too small by sqrt((M - 1)/M) (for var >> eps).
 """
-import numpy as np
-
 from backends.numpy_backend import NumpyBackend
 
 SELECT = "fwd and train and batchstats"
