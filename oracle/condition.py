@@ -46,6 +46,11 @@ Running statistics after a training step, with m = float32(momentum):
 var + DType(eps), and eps itself is subtracted). Where the statistics are not updated, the
 running statistics must come back bit-identical: cond 0.
 
+Underflow. Below the smallest normal number lambda of the accumulation dtype (float32, or
+float64 for float64 data) rounding errors are absolute (up to lambda u_w), not relative, so
+every term of a reduction counts with magnitude at least lambda: mean|x|, mean|dy|,
+sum|dy| and sum |d| |dy| are taken over max(|term|, lambda).
+
 Every formula takes float64 arrays broadcast to the output's shape; values need no more
 than a few correct digits.
 """

@@ -46,6 +46,10 @@ class Format:
         return math.ldexp(2.0 - math.ldexp(1.0, 1 - self.p), self.emax)
 
     @property
+    def min_normal(self) -> float:
+        return math.ldexp(1.0, self.emin)
+
+    @property
     def min_subnormal(self) -> float:
         return math.ldexp(1.0, self.emin - self.p + 1)
 

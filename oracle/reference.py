@@ -255,7 +255,14 @@ class _Evaluation:
             if flags.batch_stats:
                 r64 = np.where(ve64 == 0, 0.0, r64)
         self.mu64, self.ve64, self.r64 = mu64, ve64, r64
-        self.mean_abs_x = np.abs(np.where(np.isfinite(self.X), self.X, 0)).mean(axis=1)
+        # Terms of a reduction count at least as the smallest normal number of the
+        # accumulation dtype: below it rounding errors are absolute (oracle.condition).
+        self.floor = FORMATS["float64" if self.dtype == "float64" else "float32"].min_normal
+        self.mean_abs_x = self._magnitude(self.X).mean(axis=1)
+
+    def _magnitude(self, a):
+        """|a| with non-finite entries as 0 and every entry at least the underflow floor."""
+        return np.maximum(np.abs(np.where(np.isfinite(a), a, 0)), self.floor)
 
     def _scaled(self, c: int, q: Fraction, exact_scale, scale):
         """q * scale_c: exact when the scale is rational, else at the working precision."""
@@ -392,7 +399,7 @@ class _Evaluation:
         w_terms = _triple_columns(st.s)  # w = r g = s
         mu = _triple_columns(st.mu)
         abs_d = np.abs(X - mu[0])
-        abs_dy = np.abs(np.where(np.isfinite(DY), DY, 0))
+        abs_dy = self._magnitude(DY)
         with np.errstate(all="ignore"):
             d64 = X - self.mu64[:, None]
             w64 = (self.r64 * self.G_eff)[:, None]
@@ -420,7 +427,7 @@ class _Evaluation:
             r_abs = np.abs(np.array([_float(r) for r in st.r]))[:, None]
             cond = condition.cond_dx(DY, abs_d, w_terms[0], k_abs, r_abs,
                                      abs_dy.mean(axis=1)[:, None], self.mean_abs_x[:, None],
-                                     (abs_d * abs_dy).mean(axis=1)[:, None], True)
+                                     self._magnitude(abs_d * abs_dy).mean(axis=1)[:, None], True)
         else:
             hi, lo, err = fastpath.blockwise(fastpath.dx_running_value, [DY], [w_terms])
             exact_mask = self._element_mask(DY)
@@ -453,7 +460,7 @@ class _Evaluation:
         if flags.fix_gamma:
             dgamma_cond = np.zeros(self.C)
         else:
-            dgamma_cond = condition.cond_dgamma(r_abs, (abs_d * abs_dy).sum(axis=1),
+            dgamma_cond = condition.cond_dgamma(r_abs, self._magnitude(abs_d * abs_dy).sum(axis=1),
                                                 self.mean_abs_x, sum_abs_dy, flags.batch_stats)
         return {
             "dx": dx,
