@@ -14,6 +14,8 @@ from fractions import Fraction
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backends.numpy_backend import NumpyBackend, to_dtype
 from oracle.formats import FORMATS, round_fraction
@@ -424,3 +426,35 @@ def test_capabilities_and_contract():
     assert isinstance(BACKEND, Backend)
     assert BACKEND.capabilities.dtypes == frozenset(DTYPES)
     assert BACKEND.supports(object()) is None
+
+
+# --- random small problems ---------------------------------------------------------------------
+
+
+@st.composite
+def problems(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = tuple(draw(st.lists(st.integers(1, 3), min_size=2, max_size=4)))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    flags = draw(st.sampled_from(FLAGS))
+    eps = draw(st.sampled_from([EPS, 1e-5, 0.5]))
+    momentum = draw(st.sampled_from([0.9, 0.0, 1.0, 0.3]))
+    seed = draw(st.integers(0, 2**16))
+    offset = draw(st.sampled_from([0.0, 3.0, -100.0]))
+    return dtype, shape, axis, flags, eps, momentum, seed, offset
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems())
+def test_random_problems_match_exact_reference(problem):
+    dtype, shape, axis, flags, eps, momentum, seed, offset = problem
+    x, gamma, beta, rm, rv, dy = make_inputs(dtype, shape, axis, seed=seed, offset=offset)
+    kw = kwargs(flags, axis, eps=eps, momentum=momentum)
+    exact = reference(x, gamma, beta, rm, rv, dy, **kw)
+    got = BACKEND.backward(x, gamma.copy(), beta, rm.copy(), rv.copy(), dy, **kw)
+    assert_matches("dx", got["dx"], exact["dx"], dtype)
+    for name in ("dgamma", "dbeta", "running_mean", "running_var"):
+        assert_matches(name, got[name], exact[name], PARAM[dtype])
+    exact = reference(x, gamma, beta, rm, rv, **kw)
+    got = BACKEND.forward(x, gamma.copy(), beta, rm.copy(), rv.copy(), **kw)
+    assert_matches("y", got["y"], exact["y"], dtype)
