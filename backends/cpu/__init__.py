@@ -16,14 +16,34 @@ count and any buffer alignment. Kernels: :func:`set_isa` ("avx512", "avx2", "por
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from conformance.adapter import ALL_DTYPES, Capabilities
 from oracle.flags import DTYPES, numpy_dtype
 from oracle.validate import check_arguments
 
+def _load_extension():
+    """Import the compiled module; BN_CPU_EXTENSION=path loads another build of it (the
+    sanitizer build of .ci/sanitize.sh)."""
+    path = os.environ.get("BN_CPU_EXTENSION")
+    if not path:
+        from . import _bn_cpu
+
+        return _bn_cpu
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{__name__}._bn_cpu", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"BN_CPU_EXTENSION={path!r} is not a loadable extension module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 try:
-    from . import _bn_cpu as _ext
+    _ext = _load_extension()
 except ImportError as error:  # not built: no compiler at install time, or a stale build
     _ext = None
     _LOAD_ERROR: ImportError | None = error

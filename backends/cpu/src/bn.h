@@ -83,27 +83,42 @@ struct ChannelScalars {
   double k = 0;       // backward (batch): dotp invstd^2 / M
 };
 
-// One chunk's contribution to a channel's moments: n elements with sum s_hi + s_lo and
-// centred sum of squares m2 = sum (x - s/n)^2.
+// One chunk's contribution to a channel's moments: n elements with sum s_hi + s_lo, centred
+// sum of squares m2 = sum (x - s/n)^2, and amax = max |x| (float64 data only, else 1).
 struct Partial {
-  double n = 0, s_hi = 0, s_lo = 0, m2 = 0;
+  double n = 0, s_hi = 0, s_lo = 0, m2 = 0, amax = 1;
 };
 
-// One chunk's contribution to the backward sums.
+// One chunk's contribution to the backward sums; dmax = max |x - mean|, gmax = max |dy|
+// (float64 data only, else 1).
 struct GradPartial {
-  double sdy_hi = 0, sdy_lo = 0, dot_hi = 0, dot_lo = 0;
+  double sdy_hi = 0, sdy_lo = 0, dot_hi = 0, dot_lo = 0, dmax = 1, gmax = 1;
 };
 
 struct Moments {
   long double mean = 0, var = 0;  // var: biased, NaN when the mean is not finite
+  double amax = 1;
 };
+
+struct GradSums {
+  long double sdy = 0, dotp = 0;
+  double dmax = 1, gmax = 1;
+};
+
+// Float64 data whose squares or products leave the normal float64 range (|x| < 2^-460 or
+// > 2^460 over a whole channel, |x - mean| |dy| < 2^-900 or > 2^960) lose digits in the vector
+// kernels; such channels are recomputed by a scalar long-double pass (exact_stats/exact_grads).
+bool needs_exact_stats(double amax);
+bool needs_exact_grads(double dmax, double gmax);
 
 // The one merge helper (Chan et al.'s pairwise/parallel formula, numerics.cpp):
 //   mean = sum_k s_k / n,  M2 = sum_k m2_k + sum_k n_k (s_k/n_k - mean)^2
 // over count partials at parts[0], parts[stride], ... in that order.
 Moments merge_moments(const Partial* parts, std::int64_t count, std::int64_t stride);
-void merge_grads(const GradPartial* parts, std::int64_t count, std::int64_t stride,
-                 long double* sdy, long double* dotp);
+GradSums merge_grads(const GradPartial* parts, std::int64_t count, std::int64_t stride);
+// dotp was accumulated around mean rounded to float64; return it around the exact mean:
+// sum (x - mean) dy = sum (x - mean_used) dy - (mean - mean_used) sdy.
+long double recentre_dotp(long double dotp, long double sdy, long double mean);
 
 // 1/sqrt(v + e) in long double, rounded once; zero_if_zero: return 0 when v + e == 0.
 long double inv_sqrt(long double v, long double e, bool zero_if_zero);
@@ -119,7 +134,7 @@ struct BackwardCall;
 // Per-channel scalars of the elementwise pass; also writes the call's per-channel outputs.
 // Forward: mo = merged batch moments, or null for running statistics.
 ChannelScalars forward_scalars(const ForwardCall& call, std::int64_t c, const Moments* mo);
-// Backward: from the channel's merged sums.
+// Backward: from the channel's merged sums (dotp around the exact mean).
 ChannelScalars backward_scalars(const BackwardCall& call, std::int64_t c, long double sdy,
                                 long double dotp);
 

@@ -3,6 +3,9 @@
 #define BN_ISA_AVX2 1
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
 
 #if defined(_OPENMP)
 #include <omp.h>

@@ -2,6 +2,9 @@
 // with this file's compiler flags (CMakeLists.txt), in their own namespace.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
 
 #if defined(_OPENMP)
 #include <omp.h>

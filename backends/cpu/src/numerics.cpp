@@ -4,6 +4,7 @@
 // Compiled once, without instruction-set flags, so every kernel table merges and finalises with
 // the same code. Long double (x87 extended on x86-64: 64-bit significand) holds the per-channel
 // totals: adding a few thousand float64 partials in it loses nothing visible at float64.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -18,16 +19,18 @@ Moments merge_moments(const Partial* parts, std::int64_t count, std::int64_t str
   // Non-finite data: the sum follows IEEE arithmetic on the chunk sums (inf, or NaN for
   // inf - inf), and the variance is NaN whenever the mean is not finite.
   long double n = 0, s = 0;
-  double s_ieee = 0;
+  double s_ieee = 0, amax = 0;
   bool finite = true;
   for (std::int64_t k = 0; k < count; ++k) {
     const Partial& p = parts[k * stride];
     n += p.n;
+    amax = std::max(amax, p.amax);
     s += static_cast<long double>(p.s_hi) + p.s_lo;
     s_ieee += p.s_hi;
     finite = finite && std::isfinite(p.s_hi);
   }
   Moments out;
+  out.amax = amax;
   if (!finite) {
     out.mean = static_cast<long double>(s_ieee) / n;
     out.var = std::numeric_limits<long double>::quiet_NaN();
@@ -48,16 +51,40 @@ Moments merge_moments(const Partial* parts, std::int64_t count, std::int64_t str
   return out;
 }
 
-void merge_grads(const GradPartial* parts, std::int64_t count, std::int64_t stride,
-                 long double* sdy, long double* dotp) {
+GradSums merge_grads(const GradPartial* parts, std::int64_t count, std::int64_t stride) {
+  // Non-finite chunk sums: IEEE arithmetic on the chunk sums (inf, or NaN for inf - inf).
   long double a = 0, b = 0;
+  double a_ieee = 0, b_ieee = 0;
+  GradSums out;
+  out.dmax = out.gmax = 0;
   for (std::int64_t k = 0; k < count; ++k) {
     const GradPartial& p = parts[k * stride];
     a += static_cast<long double>(p.sdy_hi) + p.sdy_lo;
     b += static_cast<long double>(p.dot_hi) + p.dot_lo;
+    a_ieee += p.sdy_hi;
+    b_ieee += p.dot_hi;
+    out.dmax = std::max(out.dmax, p.dmax);
+    out.gmax = std::max(out.gmax, p.gmax);
   }
-  *sdy = a;
-  *dotp = b;
+  out.sdy = std::isfinite(a_ieee) ? a : a_ieee;
+  out.dotp = std::isfinite(b_ieee) ? b : b_ieee;
+  return out;
+}
+
+long double recentre_dotp(long double dotp, long double sdy, long double mean) {
+  const long double delta = mean - static_cast<long double>(static_cast<double>(mean));
+  if (delta == 0 || !std::isfinite(sdy) || !std::isfinite(mean)) return dotp;
+  return dotp - delta * sdy;
+}
+
+bool needs_exact_stats(double amax) {
+  return std::isfinite(amax) && amax != 0 && (amax < 0x1p-460 || amax > 0x1p460);
+}
+
+bool needs_exact_grads(double dmax, double gmax) {
+  const double p = dmax * gmax;  // may under/overflow: then certainly needed
+  return std::isfinite(dmax) && std::isfinite(gmax) && dmax != 0 && gmax != 0 &&
+         (!(p >= 0x1p-900) || !(p <= 0x1p960));
 }
 
 long double inv_sqrt(long double v, long double e, bool zero_if_zero) {
@@ -148,12 +175,6 @@ ChannelScalars forward_scalars(const ForwardCall& call, std::int64_t c, const Mo
 
 ChannelScalars backward_scalars(const BackwardCall& call, std::int64_t c, long double sdy,
                                 long double dotp) {
-  // The kernels centred x on the mean rounded to float64; take the rounding
-  // back out of dotp: sum (x - mean) dy = sum (x - mean_used) dy - (mean - mean_used) sdy.
-  const long double mean = call.mean[c];
-  const double mean_d = static_cast<double>(mean);
-  const long double mean_used = mean_d;  // the reductions run in float64 lanes
-  if (std::isfinite(mean)) dotp -= (mean - mean_used) * sdy;
   call.sdy[c] = sdy;
   call.dotp[c] = dotp;
   const long double invstd = call.invstd[c];

@@ -40,6 +40,7 @@ struct SimdD {
   static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }    // a*b + c
   static V fnma(V a, V b, V c) { return _mm512_fnmadd_pd(a, b, c); }  // c - a*b
   static V keep(V v, int n) { return _mm512_maskz_mov_pd(mk(n), v); }
+  static V amax(V a, V x) { return _mm512_max_pd(a, _mm512_abs_pd(x)); }  // max(a, |x|)
   static void to_array(V v, double* o) { _mm512_storeu_pd(o, v); }
   static void fence() { _mm_sfence(); }
 
@@ -145,6 +146,7 @@ struct SimdD {
   static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
   static V fnma(V a, V b, V c) { return _mm256_fnmadd_pd(a, b, c); }
   static V keep(V v, int n) { return _mm256_and_pd(v, _mm256_castsi256_pd(mk(n))); }
+  static V amax(V a, V x) { return _mm256_max_pd(a, _mm256_andnot_pd(_mm256_set1_pd(-0.0), x)); }
   static void to_array(V v, double* o) { _mm256_storeu_pd(o, v); }
   static void fence() { _mm_sfence(); }
 
@@ -264,6 +266,7 @@ struct SimdScalar {
   static V fma(V a, V b, V c) { return std::fma(a, b, c); }
   static V fnma(V a, V b, V c) { return std::fma(-a, b, c); }
   static V keep(V v, int) { return v; }
+  static V amax(V a, V x) { return std::fabs(x) > a ? std::fabs(x) : a; }
   static void to_array(V v, A* o) { *o = v; }
   static void fence() {}
 

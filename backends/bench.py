@@ -1,0 +1,309 @@
+"""Benchmark of a compiled backend against the memory-bandwidth floor, PyTorch CPU and numpy.
+
+    python -m backends.bench --backend cpu                  # print the table
+    python -m backends.bench --backend cpu --write          # and store reports/bench/cpu.md
+
+Per shape and op (forward training, inference, backward): the median time of --samples runs
+(caches flushed before each), GB/s of the minimum DRAM traffic, and ratios measured in the same
+run: to the bandwidth floor (a STREAM-style triad inside the extension), to PyTorch CPU
+(``torch.nn.functional.batch_norm`` / ``aten.native_batch_norm_backward``) and to the numpy
+backend. A ratio below 1 means faster than the comparison.
+
+Minimum traffic for N elements of b bytes (shared/perf/anchors.md): forward training 3Nb (x read
+twice, y written), inference 2Nb, backward 5Nb (x and dy read twice, dx written). The floor time
+is that traffic at the triad's bandwidth (a = b + s c, counted as 3 arrays, ordinary stores).
+
+Timed calls: the cpu backend's kernels with preallocated outputs (forward: y, mean, invstd;
+backward: dx, dgamma, dbeta from the saved mean and invstd, no running update, like PyTorch's
+native_batch_norm_backward); PyTorch as users call it; the numpy backend through its adapter
+(its "backward" is a whole training step, forward included).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from oracle.flags import DTYPES, numpy_dtype
+
+REPORT = Path(__file__).resolve().parent.parent / "reports" / "bench"
+TRAFFIC = {"fwd_train": 3, "inference": 2, "backward": 5}  # multiples of N * itemsize
+OPS = tuple(TRAFFIC)
+
+
+@dataclass(frozen=True)
+class Shape:
+    label: str
+    shape: tuple[int, ...]
+    axis: int
+    dtype: str
+
+
+SHAPES = (
+    Shape("NCHW", (32, 64, 56, 56), 1, "float32"),
+    Shape("NHWC", (32, 56, 56, 64), 3, "float32"),
+    Shape("2-D", (256, 1024), 1, "float32"),
+    Shape("small NCHW", (8, 16, 7, 7), 1, "float32"),
+    Shape("NCHW", (32, 64, 56, 56), 1, "float16"),
+    Shape("NCHW", (32, 64, 56, 56), 1, "bfloat16"),
+    Shape("NHWC", (32, 56, 56, 64), 3, "float16"),
+    Shape("NHWC", (32, 56, 56, 64), 3, "bfloat16"),
+)
+QUICK = (SHAPES[0], SHAPES[3])
+
+
+class Flusher:
+    """Evicts the caches: writes a buffer larger than L2 + L3."""
+
+    def __init__(self, mib: int = 96) -> None:
+        self.buf = np.ones(mib << 18, dtype=np.float32)
+
+    def __call__(self) -> None:
+        self.buf += 1.0
+
+
+def median_time(fn, samples: int, flush: Flusher, setup=None) -> float:
+    fn()  # warm up: page in outputs, load code
+    times = []
+    for _ in range(samples):
+        if setup:
+            setup()
+        flush()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def triad_gbps(ext, samples: int, stream: bool) -> float:
+    n = 1 << 26  # 256 MiB per array, as in the anchors
+    a, b, c = (np.full(n, v, dtype=np.float32) for v in (0.0, 1.0, 2.0))
+    t = median_time(lambda: ext.triad(a, b, c, 3.0, stream), samples, lambda: None)
+    return 3 * n * 4 / t / 1e9
+
+
+def make_inputs(s: Shape, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    c = s.shape[s.axis]
+    pdt = numpy_dtype(DTYPES[s.dtype].param)
+    x = (rng.standard_normal(s.shape, dtype=np.float32) + 0.5).astype(numpy_dtype(s.dtype))
+    dy = rng.standard_normal(s.shape, dtype=np.float32).astype(numpy_dtype(s.dtype))
+    return dict(x=x, dy=dy, gamma=rng.uniform(0.5, 2, c).astype(pdt),
+                beta=rng.standard_normal(c).astype(pdt), running_mean=np.zeros(c, pdt),
+                running_var=np.ones(c, pdt))
+
+
+def cpu_calls(s: Shape, inp):
+    """Return {op: callable} for the cpu backend's kernels with preallocated outputs."""
+    import backends.cpu as cpu
+
+    ext = cpu.extension()
+    code = cpu.DTYPE_CODES[s.dtype]
+    st = cpu._storage
+    x, dy = inp["x"], inp["dy"]
+    c = s.shape[s.axis]
+    pdt = inp["gamma"].dtype
+    y, dx = np.empty_like(x), np.empty_like(x)
+    mean, invstd = np.empty(c, pdt), np.empty(c, pdt)
+    dgamma, dbeta = np.empty(c, pdt), np.empty(c, pdt)
+    gamma, beta, rm, rv = (inp[k] for k in ("gamma", "beta", "running_mean", "running_var"))
+    eps = 1e-3
+
+    def fwd(batch):
+        return lambda: ext.forward(code, st(x), gamma, beta, rm, rv, st(y), mean, invstd,
+                                   s.axis, eps, False, batch)
+
+    fwd(True)()  # the saved statistics for backward
+
+    def bwd():
+        ext.train_step(code, st(x), st(dy), gamma, beta, rm, rv, mean, invstd, st(dx), dgamma,
+                       dbeta, s.axis, eps, 0.9, False, True, False)
+
+    return {"fwd_train": fwd(True), "inference": fwd(False), "backward": bwd}
+
+
+def torch_calls(s: Shape, inp, threads: int):
+    """Return {op: callable} for PyTorch CPU, or {} when torch is missing."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    torch.set_num_threads(threads)
+    tdt = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+           "float64": torch.float64}[s.dtype]
+
+    def tensor(a):
+        t = torch.from_numpy(a.astype(np.float32)).to(tdt)
+        if s.axis == len(s.shape) - 1 and len(s.shape) == 4:
+            t = t.permute(0, 3, 1, 2)  # NHWC data as a channels-last NCHW tensor
+        return t
+
+    x, dy = tensor(inp["x"]), tensor(inp["dy"])
+    w, b = torch.from_numpy(inp["gamma"]), torch.from_numpy(inp["beta"])
+    rm, rv = torch.from_numpy(inp["running_mean"].copy()), torch.from_numpy(inp["running_var"].copy())
+    eps = 1e-3
+    fn = torch.nn.functional.batch_norm
+    try:
+        with torch.no_grad():
+            _, save_mean, save_invstd = torch.native_batch_norm(x, w, b, rm.clone(), rv.clone(),
+                                                                True, 0.1, eps)
+            torch.ops.aten.native_batch_norm_backward(dy, x, w, rm, rv, save_mean, save_invstd,
+                                                      True, eps, [True, True, True])
+    except (RuntimeError, TypeError) as error:  # e.g. a dtype without a CPU kernel
+        print(f"  torch: {s.dtype} unavailable ({error})", file=sys.stderr)
+        return {}
+
+    def fwd(training):
+        def call():
+            with torch.no_grad():
+                fn(x, rm, rv, w, b, training=training, momentum=0.1, eps=eps)
+        return call
+
+    def bwd():
+        with torch.no_grad():
+            torch.ops.aten.native_batch_norm_backward(dy, x, w, rm, rv, save_mean, save_invstd,
+                                                      True, eps, [True, True, True])
+
+    return {"fwd_train": fwd(True), "inference": fwd(False), "backward": bwd}
+
+
+def numpy_calls(s: Shape, inp):
+    try:
+        from backends.numpy_backend import NumpyBackend
+    except ImportError:
+        return {}
+    nb = NumpyBackend()
+    base = dict(eps=1e-3, momentum=0.9, fix_gamma=False, output_mean_var=False, axis=s.axis)
+    args = tuple(inp[k] for k in ("x", "gamma", "beta", "running_mean", "running_var"))
+
+    def fwd(training):
+        return lambda: nb.forward(*args, use_global_stats=False, training=training, **base)
+
+    def bwd():
+        nb.backward(*(a.copy() for a in args), inp["dy"], use_global_stats=False, training=True,
+                    **base)
+
+    return {"fwd_train": fwd(True), "inference": fwd(False), "backward": bwd}
+
+
+def machine_info(ext, threads: int) -> list[str]:
+    model = ""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        keep = ("Model name", "CPU(s):", "L1d", "L2", "L3")
+        model = "; ".join(" ".join(line.split()) for line in out.splitlines()
+                          if line.startswith(keep))
+    except OSError:
+        pass
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":")[1].split())
+                    flags = " ".join(sorted(have & {"avx2", "fma", "f16c", "avx512f", "avx512bw",
+                                                    "avx512vl", "avx512_bf16"}))
+                    break
+    except OSError:
+        pass
+    import importlib.metadata as md
+
+    def version(pkg):
+        try:
+            return md.version(pkg)
+        except md.PackageNotFoundError:
+            return "absent"
+
+    return [f"CPU: {model}", f"SIMD flags: {flags}", f"kernels: {ext.get_isa()} "
+            f"(available: {ext.available_isas()}), threads: {threads}, OpenMP: {ext.has_openmp()}",
+            f"Python {platform.python_version()}, numpy {np.__version__}, torch {version('torch')}",
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"]
+
+
+def fmt_ratio(a, b) -> str:
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def run(args) -> str:
+    import backends.cpu as cpu
+
+    ext = cpu.extension()
+    if args.threads:
+        ext.set_num_threads(args.threads)
+    threads = ext.get_num_threads()
+    flush = Flusher()
+    print("measuring the triad ...", file=sys.stderr)
+    floor = triad_gbps(ext, args.samples, stream=False)
+    floor_nt = triad_gbps(ext, args.samples, stream=True)
+    rows = []
+    for s in (QUICK if args.quick else SHAPES):
+        inp = make_inputs(s)
+        n = int(np.prod(s.shape))
+        item = inp["x"].dtype.itemsize
+        print(f"{s.label} {s.shape} {s.dtype} ...", file=sys.stderr)
+        mine = cpu_calls(s, inp)
+        theirs = torch_calls(s, inp, threads)
+        ref = numpy_calls(s, inp) if not args.no_numpy else {}
+        for op in OPS:
+            t = median_time(mine[op], args.samples, flush)
+            tt = median_time(theirs[op], args.samples, flush) if op in theirs else None
+            tn = median_time(ref[op], args.numpy_samples, flush) if op in ref else None
+            traffic = TRAFFIC[op] * n * item
+            floor_t = traffic / (floor * 1e9)
+            rows.append((f"{s.label} {'x'.join(map(str, s.shape))} {s.dtype}", op, t * 1e3,
+                         traffic / t / 1e9, t / floor_t, fmt_ratio(t, tt), fmt_ratio(t, tn),
+                         f"{tt * 1e3:.3f}" if tt else "n/a", f"{tn * 1e3:.2f}" if tn else "n/a"))
+            print("  " + " | ".join(str(v) for v in rows[-1]), file=sys.stderr)
+    lines = [
+        "# CPU backend benchmark",
+        "",
+        "Generated by `python -m backends.bench --backend cpu --write` "
+        f"({time.strftime('%Y-%m-%d %H:%M')}). Do not edit; re-run.",
+        "",
+        *[f"- {line}" for line in machine_info(ext, threads)],
+        f"- bandwidth floor (triad a = b + s c, 3 x 256 MiB float32, ordinary stores, median of "
+        f"{args.samples}): **{floor:.1f} GB/s**; with non-temporal stores {floor_nt:.1f} GB/s",
+        f"- samples: median of {args.samples} (numpy backend: {args.numpy_samples}), caches "
+        "flushed before each; minimum traffic: fwd_train 3N, inference 2N, backward 5N "
+        "elements",
+        "- ratios: time / floor time, time / PyTorch time, time / numpy-backend time "
+        "(below 1 = faster)",
+        "",
+        "| shape | op | time ms | GB/s | vs floor | vs PyTorch | vs numpy | PyTorch ms | numpy ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.1f} | {r[4]:.2f}x | {r[5]} | "
+                     f"{r[6]} | {r[7]} | {r[8]} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m backends.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--backend", default="cpu", choices=["cpu"], help="the compiled backend")
+    p.add_argument("--samples", type=int, default=15, help="samples per median (>= 15)")
+    p.add_argument("--numpy-samples", type=int, default=15)
+    p.add_argument("--threads", type=int, default=0, help="threads (0: OMP_NUM_THREADS)")
+    p.add_argument("--quick", action="store_true", help="two shapes only")
+    p.add_argument("--no-numpy", action="store_true", help="skip the numpy backend")
+    p.add_argument("--write", action="store_true", help=f"store {REPORT}/<backend>.md")
+    args = p.parse_args(argv)
+    table = run(args)
+    print(table)
+    if args.write:
+        REPORT.mkdir(parents=True, exist_ok=True)
+        (REPORT / f"{args.backend}.md").write_text(table)
+        print(f"wrote {REPORT / (args.backend + '.md')}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
