@@ -15,22 +15,11 @@ from decimal import Decimal, localcontext
 import numpy as np
 
 from oracle.api import Expected
+from oracle.casefile import hex_float
 from oracle.flags import numpy_dtype
 from oracle.formats import FORMATS
 
 from .compare import KIND_EXACT, KIND_TOL, OutputResult
-
-
-def hex_float(value: float) -> str:
-    """Return float.hex(value) without trailing zero hex digits: 0x1.a5cp-2, 0x1p+0, nan."""
-    value = float(value)
-    if not np.isfinite(value):
-        return repr(value)
-    text = float.hex(value)
-    mantissa, exponent = text.split("p")
-    if "." in mantissa:
-        mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}p{exponent}"
 
 
 def format_got(value, dtype: str) -> str:
@@ -60,9 +49,9 @@ def output_line(result: OutputResult, got, expected: Expected, where: str) -> st
         return f"{result.problem} [{where}]"
     i = result.worst_index
     got_value = got[i]
-    got_text = f"{format_got(got_value, result.dtype)} ({hex_float(got_value)})"
+    got_text = f"{format_got(got_value, result.dtype)} ({hex_float(float(got_value))})"
     should = (f"{format_value(expected.hi[i], expected.lo[i])} "
-              f"({hex_float(expected.rounded[i])})")
+              f"({hex_float(float(expected.rounded[i]))})")
     if result.worst_kind == KIND_TOL:
         why = (f"err {result.index_ulp:.3g} ulp, {result.worst_units:.3g} x tol-unit "
                f"> tol {result.limit:g}")

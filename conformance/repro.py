@@ -14,10 +14,12 @@ import sys
 
 import numpy as np
 
+from oracle.casefile import hex_float
+
 from . import cases, deviations, registry
 from .checks import BACKWARD_CHECKED, FORWARD_CHECKED, RUNNING_CHECKED, judge_error, judge_outputs
 from .compare import element_errors
-from .messages import format_got, format_value, hex_float, index_text, output_line
+from .messages import format_got, format_value, index_text, output_line
 from .runner import run_case
 from .tolerances import DEFAULT_PROFILE, PROFILES
 
@@ -34,9 +36,9 @@ def diff_rows(got, expected, top: int) -> list[list[str]]:
     for flat in order:
         i = np.unravel_index(flat, expected.shape)
         rows.append([index_text(tuple(int(k) for k in i)),
-                     f"{format_got(got[i], expected.dtype)} ({hex_float(got[i])})",
+                     f"{format_got(got[i], expected.dtype)} ({hex_float(float(got[i]))})",
                      f"{format_value(expected.hi[i], expected.lo[i])} "
-                     f"({hex_float(expected.rounded[i])})",
+                     f"({hex_float(float(expected.rounded[i]))})",
                      f"{float(expected.cond[i]):.3g}",
                      f"{float(errors.units[i]):.3g}", f"{float(errors.ulp[i]):.3g}"])
     return rows
