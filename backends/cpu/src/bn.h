@@ -61,6 +61,8 @@ constexpr std::int64_t kWorkElems = 32768;
 // 32 MiB L3 next to their inputs, and skipping the read-for-ownership saves a third of the
 // write traffic.
 constexpr std::size_t kStreamMinBytes = std::size_t(8) << 20;
+// Below this many elements a call runs on one thread: waking a team costs more than it saves.
+constexpr std::int64_t kMinParallelElems = std::int64_t(1) << 15;
 // A thread owns whole channels (so a channel's slab stays in its L2 between the statistics
 // and the normalisation) when there are at least this many channels per thread.
 constexpr std::int64_t kMinChannelsPerThread = 4;

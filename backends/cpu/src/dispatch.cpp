@@ -307,7 +307,7 @@ void op_forward(const ForwardArgs& a) {
   call.fix_gamma = a.fix_gamma;
   call.eps = a.eps;
   call.eps_dtype = eps_in_dtype(a.eps, a.dtype);
-  call.threads = get_num_threads();
+  call.threads = g.size() < kMinParallelElems ? 1 : get_num_threads();
   call.mean = mean.data();
   call.var = var.data();
   call.invstd = invstd.data();
@@ -350,7 +350,7 @@ void op_train_step(const TrainArgs& a) {
   const double eps_d = eps_in_dtype(a.eps, a.dtype);
   std::vector<long double> mean(g.C), var(g.C, 0.0L), invstd(g.C), sdy(g.C), dotp(g.C);
   const KernelTable* t = table();
-  const int threads = get_num_threads();
+  const int threads = g.size() < kMinParallelElems ? 1 : get_num_threads();
   {
     if (from_saved) {
       const std::vector<double> sm = param_values(a.saved_mean, g.C), si = param_values(a.saved_invstd, g.C);
