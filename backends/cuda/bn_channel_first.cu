@@ -80,7 +80,7 @@ bn_reduce_cf(const T* __restrict__ x,   // [outer, C, inner]
   const PackWalk<VEC> walk(channels, inner);
   long long begin, end;
   split_range(outer * walk.inner_packs, splits, split, begin, end);
-  const Acc mean = Reducer<Acc>::kReadsDy ? p.center[c] : Acc(0);
+  const Acc pivot = Reducer<Acc>::pivot(to_acc(x[static_cast<long long>(c) * inner]), c, p);
 
   State s{};
   long long v = begin + threadIdx.x, pack, offset;
@@ -99,7 +99,7 @@ bn_reduce_cf(const T* __restrict__ x,   // [outer, C, inner]
     }
     s = merge(s, Reducer<Acc>::template chunk<kPacks, VEC>(
                      [&](int u, int k) { return to_acc(xp[u].v[k]); },
-                     [&](int u, int k) { return to_acc(dp[u].v[k]); }, rows, mean));
+                     [&](int u, int k) { return to_acc(dp[u].v[k]); }, rows, pivot));
   }
 
   s = block_reduce(s);
@@ -112,7 +112,7 @@ bn_reduce_cf(const T* __restrict__ x,   // [outer, C, inner]
     }
     s = block_reduce(s);
   }
-  if (threadIdx.x == 0) Reducer<Acc>::finalize(c, s, p);
+  if (threadIdx.x == 0) Reducer<Acc>::finalize(c, s, pivot, p);
 }
 
 template <typename T, int VEC, template <typename> class Op>

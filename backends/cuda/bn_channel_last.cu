@@ -12,7 +12,8 @@
 // c0 = column * VEC, read as one pack per row (VEC divides C, so every pack is VEC-aligned:
 // 128-bit when C is a multiple of 16 / sizeof(T)); a warp reads 32 / tx whole tile rows, each
 // tx * VEC contiguous elements. Grid (column tiles, splits): split blockIdx.y owns a contiguous
-// range of rows, and thread row threadIdx.y takes kPacks rows per step, at r, r + blockDim.y, ...
+// range of rows, and thread row threadIdx.y takes kPacks rows per step (half that in the
+// reduction of 8-lane packs), at r, r + blockDim.y, ...
 // (one raw pack per row in registers). Each of a thread's VEC channels has its own state, and
 // its chunk per step is its lane of those kPacks packs.
 //   bn_reduce_cl<T, VEC, Reducer>: per channel, each step's column chunk -> Reducer::chunk,
@@ -44,25 +45,28 @@ bn_reduce_cl(const T* __restrict__ x,   // [rows, C]
              BN_CHANNEL_PARAMS(acc_t<T>)) {
   using Acc = acc_t<T>;
   using State = typename Reducer<Acc>::State;
+  // Rows per step: kPacks, halved for 8-lane packs (16-bit data), whose 8 per-channel states
+  // per thread would otherwise not fit the register cap (kMinBlocksPerSM) without spilling.
+  constexpr int kRows = VEC > 4 ? kPacks / 2 : kPacks;
   const ChannelParams<Acc> p = BN_CHANNEL_ARGS(Acc);
   const int c0 = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
   const bool active = c0 < channels;
   const int splits = gridDim.y;
   long long begin, end;
   row_range(rows, blockIdx.y, splits, begin, end);
-  Acc mean[VEC];
+  Acc pivot[VEC];
 #pragma unroll
-  for (int k = 0; k < VEC; ++k) mean[k] = (Reducer<Acc>::kReadsDy && active) ? p.center[c0 + k] : Acc(0);
+  for (int k = 0; k < VEC; ++k) pivot[k] = active ? Reducer<Acc>::pivot(to_acc(x[c0 + k]), c0 + k, p) : Acc(0);
 
   State lanes[VEC];
 #pragma unroll
   for (int k = 0; k < VEC; ++k) lanes[k] = State{};
-  const long long step = static_cast<long long>(blockDim.y) * kPacks;
+  const long long step = static_cast<long long>(blockDim.y) * kRows;
   for (long long r0 = begin + threadIdx.y; active && r0 < end; r0 += step) {
-    Pack<T, VEC> xp[kPacks] = {}, dp[kPacks] = {};
+    Pack<T, VEC> xp[kRows] = {}, dp[kRows] = {};
     int rows_read = 0;
 #pragma unroll
-    for (int u = 0; u < kPacks; ++u) {
+    for (int u = 0; u < kRows; ++u) {
       const long long r = r0 + static_cast<long long>(u) * blockDim.y;
       if (r < end) {
         xp[u] = load_pack<T, VEC>(x + r * channels + c0);
@@ -72,9 +76,9 @@ bn_reduce_cl(const T* __restrict__ x,   // [rows, C]
     }
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
-      lanes[k] = merge(lanes[k], Reducer<Acc>::template chunk<kPacks, 1>(
+      lanes[k] = merge(lanes[k], Reducer<Acc>::template chunk<kRows, 1>(
                                      [&](int u, int) { return to_acc(xp[u].v[k]); },
-                                     [&](int u, int) { return to_acc(dp[u].v[k]); }, rows_read, mean[k]));
+                                     [&](int u, int) { return to_acc(dp[u].v[k]); }, rows_read, pivot[k]));
     }
   }
 
@@ -97,7 +101,7 @@ bn_reduce_cl(const T* __restrict__ x,   // [rows, C]
   }
   if (threadIdx.y == 0 && active) {
 #pragma unroll
-    for (int k = 0; k < VEC; ++k) Reducer<Acc>::finalize(c0 + k, lanes[k], p);
+    for (int k = 0; k < VEC; ++k) Reducer<Acc>::finalize(c0 + k, lanes[k], pivot[k], p);
   }
 }
 

@@ -5,11 +5,15 @@
 // computed as a tree of Welford/Chan merges of (n, mean, m2):
 //   n = na + nb,  delta = mean_b - mean_a,
 //   mean = mean_a + delta * nb / n,  m2 = m2a + m2b + delta^2 * na * nb / n
-// The leaves are register-resident chunks (a step's kPacks packs) whose (mean, m2) come from
-// two passes over the registers: mean = s + sum(x - s) / k with s the chunk's first element (exact
-// for a constant chunk), then m2 = sum((x - mean)^2), both sums pairwise (tree_sum). The
-// gradient sums (sum dy, sum (x - mean) dy) are pairwise within a chunk and compensated
-// (two_sum) across chunks, threads and blocks.
+// The merges run on x - s, s a per-channel shift (the channel's first element, read by every
+// thread): the means being merged are then of the size of the spread, not of the offset, and
+// their rounding does not leak into m2 through delta (a channel at 1e4 +- 1 in float32 would
+// lose ~10 bits of its variance otherwise); mean = s + mean(x - s) at the end, and a
+// constant channel gives m2 = 0 exactly. The leaves are register-resident chunks (a step's
+// kPacks packs) whose (mean, m2) come from two passes over the registers, both sums pairwise
+// (tree_sum). The
+// gradient sums (sum dy, sum (x - mean) dy, sum (x - mean)) are pairwise within a chunk and
+// compensated (two_sum) across chunks, threads and blocks.
 //
 // Non-finite data. A NaN or +-Inf anywhere in a channel makes its variance NaN and its mean
 // the IEEE value sum(x)/M (+-Inf or NaN). Chan's update would turn Inf into NaN (Inf - Inf),
@@ -172,12 +176,12 @@ __device__ __forceinline__ Welford<Acc> welford_merge(const Welford<Acc>& a, con
   return r;
 }
 
-// Statistics of a chunk held in registers: the values value(u, k) for rows u < rows
-// (1 <= rows <= P) and lanes k < W, by two passes (mean about the first value, then the squared
-// deviations), each a pairwise sum over k and then over u.
+// Statistics of a chunk held in registers, about a per-channel shift: the values
+// value(u, k) - shift for rows u < rows (1 <= rows <= P) and lanes k < W, by two passes (their
+// mean, then the squared deviations from it), each a pairwise sum over k and then over u.
+// `nonfinite` looks at the unshifted values.
 template <int P, int W, typename Acc, typename Get>
-__device__ __forceinline__ Welford<Acc> welford_of_chunk(Get value, int rows) {
-  const Acc shift = value(0, 0);
+__device__ __forceinline__ Welford<Acc> welford_of_chunk(Get value, int rows, Acc shift) {
   Acc part[P];
   Acc nonfinite = Acc(0);
 #pragma unroll
@@ -193,13 +197,13 @@ __device__ __forceinline__ Welford<Acc> welford_of_chunk(Get value, int rows) {
   }
   Welford<Acc> w;
   w.n = static_cast<long long>(rows) * W;
-  w.mean = shift + tree_sum(part) / static_cast<Acc>(w.n);
+  w.mean = tree_sum(part) / static_cast<Acc>(w.n);
 #pragma unroll
   for (int u = 0; u < P; ++u) {
     Acc t[W];
 #pragma unroll
     for (int k = 0; k < W; ++k) {
-      const Acc d = value(u, k) - w.mean;
+      const Acc d = (value(u, k) - shift) - w.mean;
       t[k] = u < rows ? d * d : Acc(0);
     }
     part[u] = tree_sum(t);
@@ -229,37 +233,44 @@ __device__ __forceinline__ Acc sum_value(const SumPair<Acc>& p) {
   return is_finite(p.hi) ? p.hi + p.lo : p.hi;
 }
 
-// The gradient reductions' state: sum(dy) and sum((x - mean) * dy) of one channel.
+// The gradient reductions' state for one channel: sum(dy), sum((x - m) * dy) and sum(x - m),
+// m the mean as rounded. The last one measures the rounding of m (sum(x - m) = M (mean - m)),
+// so that the finalize can take its effect (mean - m) * sum(dy) out of the dot product.
 template <typename Acc>
 struct GradSums {
   SumPair<Acc> sdy;
   SumPair<Acc> dotp;
+  SumPair<Acc> sxc;
 };
 
 template <typename Acc>
 __device__ __forceinline__ GradSums<Acc> grad_merge(const GradSums<Acc>& a, const GradSums<Acc>& b) {
-  return GradSums<Acc>{sum_merge(a.sdy, b.sdy), sum_merge(a.dotp, b.dotp)};
+  return GradSums<Acc>{sum_merge(a.sdy, b.sdy), sum_merge(a.dotp, b.dotp), sum_merge(a.sxc, b.sxc)};
 }
 
-// sum(dy) and sum((x - mean) * dy) of a chunk held in registers (rows u < rows of P, lanes
-// k < W, as welford_of_chunk): pairwise over k, then over u.
+// sum(dy), sum((x - mean) * dy) and sum(x - mean) of a chunk held in registers (rows u < rows
+// of P, lanes k < W, as welford_of_chunk): pairwise over k, then over u.
 template <int P, int W, typename Acc, typename GetX, typename GetDy>
 __device__ __forceinline__ GradSums<Acc> grad_sums_of_chunk(GetX x, GetDy dy, int rows, Acc mean) {
-  Acc part_dy[P], part_dot[P];
+  Acc part_dy[P], part_dot[P], part_xc[P];
 #pragma unroll
   for (int u = 0; u < P; ++u) {
-    Acc s[W], d[W];
+    Acc s[W], d[W], e[W];
 #pragma unroll
     for (int k = 0; k < W; ++k) {
       const Acc g = dy(u, k);
+      const Acc xc = x(u, k) - mean;
       s[k] = u < rows ? g : Acc(0);
-      d[k] = u < rows ? (x(u, k) - mean) * g : Acc(0);
+      d[k] = u < rows ? xc * g : Acc(0);
+      e[k] = u < rows ? xc : Acc(0);
     }
     part_dy[u] = tree_sum(s);
     part_dot[u] = tree_sum(d);
+    part_xc[u] = tree_sum(e);
   }
   return GradSums<Acc>{SumPair<Acc>{tree_sum(part_dy), Acc(0)},
-                       SumPair<Acc>{tree_sum(part_dot), Acc(0)}};
+                       SumPair<Acc>{tree_sum(part_dot), Acc(0)},
+                       SumPair<Acc>{tree_sum(part_xc), Acc(0)}};
 }
 
 // ---- merge, shuffle and coherent load per state type (the generic reductions use these) ----
@@ -288,6 +299,8 @@ __device__ __forceinline__ GradSums<Acc> shfl_down(const GradSums<Acc>& s, int d
   r.sdy.lo = __shfl_down_sync(kFullMask, s.sdy.lo, d);
   r.dotp.hi = __shfl_down_sync(kFullMask, s.dotp.hi, d);
   r.dotp.lo = __shfl_down_sync(kFullMask, s.dotp.lo, d);
+  r.sxc.hi = __shfl_down_sync(kFullMask, s.sxc.hi, d);
+  r.sxc.lo = __shfl_down_sync(kFullMask, s.sxc.lo, d);
   return r;
 }
 
@@ -310,6 +323,8 @@ __device__ __forceinline__ GradSums<Acc> load_coherent(const GradSums<Acc>* p) {
   r.sdy.lo = v->sdy.lo;
   r.dotp.hi = v->dotp.hi;
   r.dotp.lo = v->dotp.lo;
+  r.sxc.hi = v->sxc.hi;
+  r.sxc.lo = v->sxc.lo;
   return r;
 }
 
@@ -367,6 +382,11 @@ __device__ __forceinline__ bool arrive_last(unsigned* __restrict__ arrivals, uns
   if (last) __threadfence();
   return last;
 }
+
+// Bytes the host reserves per partial state (the largest state, GradSums<double>).
+constexpr int kStateBytes = 48;
+static_assert(sizeof(Welford<double>) <= kStateBytes && sizeof(GradSums<double>) <= kStateBytes,
+              "a partial state outgrew kStateBytes");
 
 template <typename T>
 __host__ __device__ __forceinline__ T ceil_div(T a, T b) {

@@ -5,7 +5,8 @@
 //   batch statistics:   mean, var = m2 / M,  invstd = 1 / sqrt(var + e)   (0 if var + e == 0)
 //   running statistics: mean = running_mean,  invstd = 1 / sqrt(running_var + e)
 //   forward:            y = (x - mean) * (invstd * g) + beta
-//   backward:           sdy = sum(dy), dotp = sum((x - mean) * dy)
+//   backward:           sdy = sum(dy), dotp = sum((x - mean) * dy), the rounding of mean taken out
+//                       with sum(x - mean) (see GradSums)
 //     batch:            dx = (dy - (x - mean) * k - a) * w,  a = sdy / M, k = dotp invstd^2 / M
 //     running:          dx = dy * w,                          w = invstd * g
 //     dgamma = dotp * invstd (0 with fix_gamma),  dbeta = sdy
@@ -73,20 +74,24 @@ struct ChannelParams {
   }
 
 // ---- reductions: a chunk's state, and what the last block does with a channel's total ----
+// A reducer's pivot is the per-channel value its chunks are taken about: the statistics'
+// shift (the channel's first element x0) and the gradients' mean.
 template <typename Acc>
 struct StatsReducer {
   using State = Welford<Acc>;
   static constexpr bool kReadsDy = false;
 
+  static __device__ Acc pivot(Acc x0, int, const ChannelParams<Acc>&) { return x0; }
+
   template <int P, int W, typename GetX, typename GetDy>
-  static __device__ State chunk(GetX x, GetDy, int rows, Acc) {
-    return welford_of_chunk<P, W, Acc>(x, rows);
+  static __device__ State chunk(GetX x, GetDy, int rows, Acc shift) {
+    return welford_of_chunk<P, W, Acc>(x, rows, shift);
   }
 
-  static __device__ void finalize(int c, const State& total, const ChannelParams<Acc>& p) {
+  static __device__ void finalize(int c, const State& total, Acc shift, const ChannelParams<Acc>& p) {
     const Acc n = static_cast<Acc>(total.n);
     const bool finite = total.nonfinite == Acc(0);
-    const Acc mean = finite ? total.mean : total.nonfinite;  // IEEE sum(x)/M when not finite
+    const Acc mean = finite ? shift + total.mean : total.nonfinite;  // IEEE sum(x)/M if not finite
     const Acc var = finite ? total.m2 / n : quiet_nan<Acc>();
     const Acc ve = var + p.eps_data;
     const Acc invstd = ve == Acc(0) ? Acc(0) : Acc(1) / acc_sqrt(ve);
@@ -106,16 +111,21 @@ struct GradReducer {
   using State = GradSums<Acc>;
   static constexpr bool kReadsDy = true;
 
+  static __device__ Acc pivot(Acc, int c, const ChannelParams<Acc>& p) { return p.center[c]; }
+
   template <int P, int W, typename GetX, typename GetDy>
   static __device__ State chunk(GetX x, GetDy dy, int rows, Acc mean) {
     return grad_sums_of_chunk<P, W, Acc>(x, dy, rows, mean);
   }
 
-  static __device__ void finalize(int c, const State& total, const ChannelParams<Acc>& p) {
-    const Acc sdy = sum_value(total.sdy);
-    const Acc dotp = sum_value(total.dotp);
-    const Acc invstd = p.batch() ? p.at(kInvstd, c) : p.running_invstd(c);
+  static __device__ void finalize(int c, const State& total, Acc, const ChannelParams<Acc>& p) {
     const Acc n = static_cast<Acc>(p.count);
+    const Acc sdy = sum_value(total.sdy);
+    // Batch statistics: sum((x - mean) dy) = sum((x - m) dy) - (sum(x - m) / M) sum(dy) for the
+    // rounded mean m. Running statistics: m is running_mean itself, exact by definition.
+    const Acc dotp = p.batch() ? sum_value(total.dotp) - sum_value(total.sxc) / n * sdy
+                               : sum_value(total.dotp);
+    const Acc invstd = p.batch() ? p.at(kInvstd, c) : p.running_invstd(c);
     p.at(kScale, c) = invstd * p.g(c);
     p.at(kGradMean, c) = sdy / n;
     p.at(kProj, c) = dotp * invstd * invstd / n;

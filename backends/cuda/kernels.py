@@ -35,8 +35,6 @@ ACC_DTYPES = {"float64": "float64", "float32": "float32", "float16": "float32",
               "bfloat16": "float32"}
 #: Bytes of one 128-bit access.
 VECTOR_BYTES = 16
-#: Bytes reserved per partial state (sizeof Welford<double> = sizeof GradSums<double> = 32).
-STATE_BYTES = 32
 #: NVRTC / nvcc options the sources are written for (no other headers are needed).
 CXX_STANDARD = "-std=c++17"
 
@@ -77,6 +75,8 @@ BLOCK_THREADS = _constexpr_int(_COMMON, "kBlockThreads")
 WARP_SIZE = _constexpr_int(_COMMON, "kWarpSize")
 PACKS = _constexpr_int(_COMMON, "kPacks")
 MIN_BLOCKS_PER_SM = _constexpr_int(_COMMON, "kMinBlocksPerSM")
+#: Bytes reserved per partial state of the two-stage reduction.
+STATE_BYTES = _constexpr_int(_COMMON, "kStateBytes")
 FLAGS = _enum(_OPS, "Flags")
 CHAN_FIELDS = {name: value for name, value in _enum(_OPS, "ChanField").items()
                if name != "kChanFields"}
