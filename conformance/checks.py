@@ -17,7 +17,8 @@ BACKWARD_CHECKED = ("dx", "dgamma", "dbeta")
 RUNNING_CHECKED = ("running_mean", "running_var")
 
 
-def judge_outputs(case, outputs: dict, names, profile: str) -> list[tuple[OutputResult, object, object]]:
+def judge_outputs(case, outputs: dict, names,
+                  profile: str) -> list[tuple[OutputResult, object, object]]:
     """Return (OutputResult, got, Expected) for each of names that the case expects, in
     the order of names. got is None where the backend did not return that output."""
     judged = []
@@ -33,14 +34,9 @@ def judge_outputs(case, outputs: dict, names, profile: str) -> list[tuple[Output
 
 def error_spec(case) -> tuple[str, str]:
     """Return (exception class name, message fragment) of an invalid-input case."""
-    error = case.error
-    if error is None:
+    if case.error is None:
         raise ValueError(f"case {case.id!r} has no error spec: it is not an invalid-input case")
-    exception = getattr(error, "exception", None)
-    match = getattr(error, "match", None)
-    if exception is None:
-        exception, match = error
-    return exception, match
+    return case.error.exception, case.error.match
 
 
 def exception_class(name: str) -> type[BaseException]:

@@ -68,9 +68,8 @@ class CaseCheck:
     def case(self, case_id: str):
         """Return the loaded case; skip the test if the backend cannot run it."""
         case = cases.load(self.state.cases_dir, case_id)
-        flags = getattr(case, "flags", None)
         self.record.update(op=case.op, dtype=case.dtype, family=case.family,
-                           flags=flags.label if flags is not None else None)
+                           flags=case.flags.label)
         reason = cases.skip_reason(self.state.backend, case)
         if reason is not None:
             pytest.skip(reason)

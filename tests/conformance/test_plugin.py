@@ -151,7 +151,8 @@ def test_invalid_input_cases(suite, backend, problem):
 
 def test_known_deviations_xfail_and_unmatched_entries_warn(suite):
     (suite.pytester.path / "dev.txt").write_text(
-        "# header\nfwd_*_f32_*   # y off by 40 ulp\ntest_backward::bwd_*_f64_*  # matches nothing\n")
+        "# header\nfwd_*_f32_*   # y off by 40 ulp\n"
+        "test_backward::bwd_*_f64_*  # matches nothing\n")
     result = run(suite, "fakebn:OffByUlps", "--known-deviations", "dev.txt", "-rxX")
     # both f32 fwd cases: test_forward fails -> xfail; test_running_stats passes -> xpass
     result.assert_outcomes(passed=N_TESTS - 4, xfailed=2, xpassed=2, warnings=1)
