@@ -302,4 +302,5 @@ def test_plugin_stays_off_for_other_test_runs(pytester, monkeypatch):
                     for ep in importlib.metadata.entry_points(group="pytest11"))
     result = pytester.runpytest_subprocess(*([] if installed else ["-p", "conformance.plugin"]))
     result.assert_outcomes(passed=1)
-    assert "bn-conformance" not in result.stdout.str()
+    assert "bn-conformance backend" not in result.stdout.str()  # no header, no backend
+    assert not (pytester.path / "reports").exists()
