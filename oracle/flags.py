@@ -6,8 +6,8 @@ token or a dtype name.
 
 Case ids read left to right, with every boolean spelled out both ways::
 
-    fwd_train_fixgamma_batchstats_nomeanvar_axis1_f32_4x3x5x5_normal
-    bwd_infer_freegamma_globalstats_meanvar_axisneg1_f16_2x7_constant_eps1e-05_mom0
+    fwd_train_fixgamma_batchstats_nomeanvar_axis1_fp32_4x3x5x5_normal
+    bwd_infer_freegamma_globalstats_meanvar_axisneg1_fp16_2x7_constant_eps1e-05_mom0
 
 op, mode, fix_gamma, use_global_stats, output_mean_var, axis, dtype, shape, data family,
 then optional tokens for non-default eps, momentum and cudnn_off, then an optional variant
@@ -36,7 +36,7 @@ class DtypeInfo:
     """A data dtype of the operator and the dtype of its parameters and statistics."""
 
     name: str  # numpy-style name: "float32", "bfloat16", ...
-    token: str  # case-id token: "f32", "bf16", ...
+    token: str  # case-id token: "fp32", "bf16", ... ("fp16" is not a substring of "bf16")
     param: str  # dtype of gamma/beta/running stats and of the returned mean/invstd
 
     @property
@@ -47,10 +47,10 @@ class DtypeInfo:
 DTYPES: dict[str, DtypeInfo] = {
     d.name: d
     for d in (
-        DtypeInfo("float64", "f64", "float64"),
-        DtypeInfo("float32", "f32", "float32"),
+        DtypeInfo("float64", "fp64", "float64"),
+        DtypeInfo("float32", "fp32", "float32"),
         # 16-bit data: float32 parameters and accumulation (spec "dtypes").
-        DtypeInfo("float16", "f16", "float32"),
+        DtypeInfo("float16", "fp16", "float32"),
         DtypeInfo("bfloat16", "bf16", "float32"),
     )
 }
@@ -199,7 +199,7 @@ def case_id(
 
 
 def error_case_id(reason: str, dtype: str, shape, tag: str = "") -> str:
-    """Return the id of an invalid-input case, e.g. ``err_gamma_length_f32_2x3``."""
+    """Return the id of an invalid-input case, e.g. ``err_gamma_length_fp32_2x3``."""
     token = DTYPES[dtype].token if dtype in DTYPES else re.sub(r"[^a-z0-9]", "", dtype)
     parts = ["err", reason, token, shape_token(shape)] + ([tag] if tag else [])
     return _checked_id("_".join(parts))

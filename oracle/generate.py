@@ -5,7 +5,7 @@ case files no longer planned (``<op>_*.yaml`` / ``.bin`` in that folder) are rem
 
     python -m oracle.generate                     # write cases/ (and INDEX.md)
     python -m oracle.generate --check             # regenerate in memory, exit 1 on any difference
-    python -m oracle.generate --filter 'bwd_*_f16_*' --jobs 2
+    python -m oracle.generate --filter 'bwd_*_fp16_*' --jobs 2
     python -m oracle.generate --shape 8,64,28,28 --dtype float16 --axis -1 --out my_cases/
         [--family normal] [--flags all|train,fixgamma,...] [--eps E] [--momentum M]
 

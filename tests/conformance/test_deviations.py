@@ -6,28 +6,28 @@ from conformance import deviations as dev
 TEXT = """\
 # a comment line
 
-fwd_*_f16_*_constant   # float16 constant channels
+fwd_*_fp16_*_constant   # float16 constant channels
 test_running_stats::bwd_*   # only running stats of training steps
-err_gamma_length_f32_2x3#tight reason
+err_gamma_length_fp32_2x3#tight reason
 """
 
 
 def test_parse_and_match():
     entries = dev.parse(TEXT, "numpy.txt")
     assert [(e.pattern, e.test, e.source) for e in entries] == [
-        ("fwd_*_f16_*_constant", None, "numpy.txt:3"),
+        ("fwd_*_fp16_*_constant", None, "numpy.txt:3"),
         ("bwd_*", "test_running_stats", "numpy.txt:4"),
-        ("err_gamma_length_f32_2x3", None, "numpy.txt:5"),
+        ("err_gamma_length_fp32_2x3", None, "numpy.txt:5"),
     ]
     assert entries[0].reason == "float16 constant channels"
-    f16 = "fwd_train_fixgamma_batchstats_nomeanvar_axis1_f16_2x3_constant"
+    f16 = "fwd_train_fixgamma_batchstats_nomeanvar_axis1_fp16_2x3_constant"
     assert entries[0].matches("test_forward", f16)
-    assert not entries[0].matches("test_forward", f16.replace("f16", "f32"))
+    assert not entries[0].matches("test_forward", f16.replace("fp16", "fp32"))
     assert not entries[0].matches("test_forward", f16 + "_eps0")  # whole-id match
     assert entries[1].matches("test_running_stats", "bwd_x")
     assert not entries[1].matches("test_backward", "bwd_x")
-    assert dev.first_match(entries, "test_errors", "err_gamma_length_f32_2x3") is entries[2]
-    assert dev.first_match(entries, "test_errors", "err_gamma_length_f32_2x4") is None
+    assert dev.first_match(entries, "test_errors", "err_gamma_length_fp32_2x3") is entries[2]
+    assert dev.first_match(entries, "test_errors", "err_gamma_length_fp32_2x4") is None
 
 
 @pytest.mark.parametrize("line, message", [

@@ -62,7 +62,7 @@ def test_good_backend_passes_and_ids_are_case_ids(suite):
 
 
 @pytest.mark.parametrize("expr, tokens", [
-    ("f16 and not bf16", ["_f16_"]),
+    ("fp16", ["_fp16_"]),
     ("bf16", ["_bf16_"]),
     ("meanvar and not nomeanvar", ["_meanvar_"]),
     ("err", ["err_"]),
@@ -127,7 +127,7 @@ def test_backend_exception_on_valid_case_names_case_and_repro(suite):
     result = run(suite, "fakebn:Raises", "-k", "fwd_ and f32 and 2x3_")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*RuntimeError: kernel launch failed",
-                                 "*fwd_*_f32_2x3_normal on fake*the backend raised on a valid*",
+                                 "*fwd_*_fp32_2x3_normal on fake*the backend raised on a valid*",
                                  "*repro: python -m conformance.repro fwd_*"])
 
 
@@ -146,18 +146,18 @@ def test_invalid_input_cases(suite, backend, problem):
         result.assert_outcomes(passed=1)
         return
     result.assert_outcomes(failed=1)
-    assert f"Failed: {problem} [err_gamma_length_f32_2x3 on fake]" in result.stdout.str()
+    assert f"Failed: {problem} [err_gamma_length_fp32_2x3 on fake]" in result.stdout.str()
 
 
 def test_known_deviations_xfail_and_unmatched_entries_warn(suite):
     (suite.pytester.path / "dev.txt").write_text(
-        "# header\nfwd_*_f32_*   # y off by 40 ulp\n"
-        "test_backward::bwd_*_f64_*  # matches nothing\n")
+        "# header\nfwd_*_fp32_*   # y off by 40 ulp\n"
+        "test_backward::bwd_*_fp64_*  # matches nothing\n")
     result = run(suite, "fakebn:OffByUlps", "--known-deviations", "dev.txt", "-rxX")
     # both f32 fwd cases: test_forward fails -> xfail; test_running_stats passes -> xpass
     result.assert_outcomes(passed=N_TESTS - 4, xfailed=2, xpassed=2, warnings=1)
     result.stdout.fnmatch_lines([
-        "*UnmatchedDeviationWarning: dev.txt:3: known deviation 'bwd_*_f64_*' "
+        "*UnmatchedDeviationWarning: dev.txt:3: known deviation 'bwd_*_fp64_*' "
         "(test test_backward) matches no collected test",
     ])
     result.stdout.fnmatch_lines(["XFAIL *test_forward*known deviation: y off by 40 ulp"])
@@ -206,7 +206,7 @@ def _comparable(doc: dict) -> list[dict]:
 
 
 def test_report_agrees_with_pytest(suite):
-    (suite.pytester.path / "dev.txt").write_text("fwd_*_f32_2x3x2x2_*  # known\n")
+    (suite.pytester.path / "dev.txt").write_text("fwd_*_fp32_2x3x2x2_*  # known\n")
     result = run(suite, "fakebn:OffByUlps", "--known-deviations", "dev.txt")
     outcomes = result.parseoutcomes()
     doc = report(suite)
@@ -246,7 +246,7 @@ def test_report_under_xdist_equals_serial(suite):
 
 
 def test_report_is_replaced_not_merged(suite):
-    run(suite, "fakebn:Good", "-k", "f16 and not bf16")
+    run(suite, "fakebn:Good", "-k", "fp16")
     first = report(suite)
     run(suite, "fakebn:Good", "-k", "err_")
     second = report(suite)

@@ -7,7 +7,7 @@ import numpy as np
 
 from backends.numpy_backend import NumpyBackend
 
-SELECT = "fwd and (f32 or f64)"
+SELECT = "fwd and (fp32 or fp64)"
 OUTPUTS = ("y", "invstd", "dx", "dgamma", "running_var")
 
 

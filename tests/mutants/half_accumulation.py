@@ -10,7 +10,7 @@ import numpy as np
 
 from backends.numpy_backend import NumpyBackend
 
-SELECT = "(f16 or bf16) and ((fwd and train and batchstats) or bwd)"
+SELECT = "(fp16 or bf16) and ((fwd and train and batchstats) or bwd)"
 OUTPUTS = ("y", "mean", "invstd", "dx", "dgamma", "dbeta", "running_mean",
            "running_var")
 

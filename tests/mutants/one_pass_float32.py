@@ -9,7 +9,7 @@ import numpy as np
 
 from backends.numpy_backend import NumpyBackend
 
-SELECT = "fwd and train and batchstats and (f64 or f32)"
+SELECT = "fwd and train and batchstats and (fp64 or fp32)"
 OUTPUTS = ("y", "mean", "invstd", "dx", "dgamma", "running_var")
 
 

@@ -36,7 +36,7 @@ from oracle.validate import check_arguments
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "cases"
 FAMILY_NAMES = ("normal", "uniform", "small_int", "large_offset", "tiny_var", "constant",
-                "one_per_channel", "long", "channels", "special", "f16_overflow", "bf16_rounding")
+                "one_per_channel", "long", "channels", "special", "fp16_overflow", "bf16_rounding")
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_user_plan():
 
 
 def test_jobs_do_not_change_the_bytes(tmp_path):
-    pattern = "*_f16_*"
+    pattern = "*_fp16_*"
     assert generate.main(["--out", tmp_path / "one", "--filter", pattern, "--jobs", "1"]) == 0
     assert generate.main(["--out", tmp_path / "two", "--filter", pattern, "--jobs", "2"]) == 0
     one = {p.name: p.read_bytes() for p in (tmp_path / "one").iterdir()}
@@ -200,14 +200,14 @@ def test_jobs_do_not_change_the_bytes(tmp_path):
 
 def test_check_names_differing_missing_and_extra_files(tmp_path, capsys):
     out = tmp_path / "cases"
-    pattern = "fwd_*_axis0_f32_*"
+    pattern = "fwd_*_axis0_fp32_*"
     assert generate.main(["--out", out, "--filter", pattern]) == 0
     assert generate.main(["--out", out, "--filter", pattern, "--check"]) == 0
     files = sorted(out.glob("*.yaml"))
     changed, removed = files[0], files[1]
     changed.write_bytes(changed.read_bytes().replace(b"schema: 1", b"schema: 1 "))
     removed.unlink()
-    extra = out / "fwd_train_fixgamma_batchstats_meanvar_axis0_f32_9x9_normal.yaml"
+    extra = out / "fwd_train_fixgamma_batchstats_meanvar_axis0_fp32_9x9_normal.yaml"
     extra.write_text("stale")
     unrelated = out / "notes.txt"
     unrelated.write_text("mine")
@@ -243,7 +243,7 @@ def test_user_cases_cli(tmp_path):
 
 def test_written_cases_agree_with_a_float64_evaluation(tmp_path):
     """The stored inputs and expected outputs belong together (layout, axis, flags)."""
-    generate.main(["--out", tmp_path, "--filter", r"^fwd_train_freegamma_batchstats_.*_f64_.*_normal($|_)"])
+    generate.main(["--out", tmp_path, "--filter", r"^fwd_train_freegamma_batchstats_.*_fp64_.*_normal($|_)"])
     cases = load_cases(tmp_path)
     assert len(cases) > 10
     for c in cases:
