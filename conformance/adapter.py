@@ -65,7 +65,7 @@ class Backend(Protocol):
     capabilities: Capabilities
 
     def supports(self, case: Any) -> str | None:
-        """Return None if the backend can run this case (a conformance.cases.Case), else the
+        """Return None if the backend can run this case (an oracle.casefile.Case), else the
         reason it cannot, which becomes the skip message."""
         ...
 
