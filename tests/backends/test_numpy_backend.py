@@ -89,7 +89,7 @@ def reference(x, gamma, beta, rm, rv, dy=None, *, eps, momentum, fix_gamma, use_
                 out["dx_scale"].append([
                     s * (abs(w) + abs(sdy) / count + (abs(v) + abs(mean)) * abs(k))
                     for v, w in zip(col, d)])
-                recovered = 1 / invstd**2 - Fraction(eps)
+                recovered = var + e - Fraction(eps)  # 1/invstd^2 - eps, invstd exact
                 new_rm = rmc * m + mean * (1 - m)
                 new_rv = rvc * m + recovered * (1 - m)
             else:
