@@ -126,6 +126,7 @@ def build() -> Path:
 class HostArrays:
     """The part of the CuPy API the backend uses, over numpy arrays ("device" = host)."""
 
+    uint16 = np.uint16
     asarray = staticmethod(np.asarray)
     ascontiguousarray = staticmethod(np.ascontiguousarray)
     zeros = staticmethod(np.zeros)

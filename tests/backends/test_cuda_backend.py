@@ -530,3 +530,27 @@ def test_gpu_results_are_bitwise_reproducible(shape, axis):
     for a, b in zip(first, second):
         for name in a:
             assert a[name].tobytes() == b[name].tobytes(), name
+
+
+# --- the benchmark's wiring, on the CPU emulation and PyTorch CPU -----------------------------
+
+
+@needs_cxx
+@pytest.mark.parametrize("label, shape, axis, dtype", [
+    ("NCHW", (4, 6, 5, 8), 1, "float32"), ("NHWC", (4, 5, 8, 6), 3, "float32"),
+    ("NCHW", (4, 6, 5, 8), 1, "bfloat16"), ("2-D", (64, 24), 1, "float32")])
+def test_benchmark_rows_agree_with_torch(label, shape, axis, dtype):
+    """backends.bench_cuda times what it should: its launches (the statistics-free backward
+    included) give PyTorch's y and dx on the same tensors."""
+    torch = pytest.importorskip("torch")
+    from backends import bench_cuda
+    from backends.bench import Shape
+    from backends.cuda import emulation
+
+    p = bench_cuda.make_problem(torch, Shape(label, shape, axis, dtype), device="cpu")
+    ours = bench_cuda.Ours(emulation.EmulatedRuntime(), torch, p)
+    theirs, torch_out = bench_cuda.torch_calls(torch, p)
+    limit = 1e-5 if dtype == "float32" else 2**-7
+    for op in ("fwd_train", "backward"):
+        assert bench_cuda.check(torch, ours, theirs, torch_out, p, op) < limit, op
+    ours.calls["inference"]()  # runs
