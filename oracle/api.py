@@ -46,7 +46,7 @@ class Expected:
 
 def evaluate(x, gamma, beta, running_mean, running_var, dy=None, *, eps=DEFAULT_EPS,
              momentum=DEFAULT_MOMENTUM, fix_gamma=True, use_global_stats=False,
-             output_mean_var=False, axis=1, training=False) -> dict[str, Expected]:
+             output_mean_var=False, axis=1, training=False, variants=()) -> dict[str, Expected]:
     """Return the expected outputs of one call, by name.
 
     Without dy (a forward call): ``y``, ``mean`` and ``invstd`` (only with output_mean_var),
@@ -55,13 +55,15 @@ def evaluate(x, gamma, beta, running_mean, running_var, dy=None, *, eps=DEFAULT_
     With dy (a training step, forward + backward): ``dx``, ``dgamma``, ``dbeta`` and
     ``running_mean``/``running_var`` as they stand after the backward pass.
     Arguments are validated first (oracle.validate); inputs are taken as the exact binary
-    values they hold.
+    values they hold. ``variants`` names documented departures from MXNet's semantics
+    (oracle.variants.VARIANTS) to compute instead, e.g. ("running_var_unbiased",
+    "stats_updated_in_forward") for the cuDNN path.
     """
     from .reference import evaluate_reference
 
     flags = Flags(bool(training), bool(fix_gamma), bool(use_global_stats), bool(output_mean_var))
     return evaluate_reference(x, gamma, beta, running_mean, running_var, dy, flags=flags,
-                              eps=eps, momentum=momentum, axis=axis)
+                              eps=eps, momentum=momentum, axis=axis, variants=variants)
 
 
 def batch_norm(x, gamma, beta, running_mean, running_var, eps=DEFAULT_EPS,

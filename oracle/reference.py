@@ -27,6 +27,7 @@ which yields their NaN or infinity exactly.
 from __future__ import annotations
 
 from fractions import Fraction
+import math
 from math import isqrt
 
 import mpmath
@@ -40,6 +41,7 @@ from .exact import exact_dot, exact_sum
 from .flags import DTYPES, Flags
 from .formats import FORMATS, round_dd, round_fraction
 from .validate import check_arguments
+from .variants import check_variants
 
 PRECISION_BITS = 256
 _MP = mpmath.mp.clone() if hasattr(mpmath.mp, "clone") else mpmath.mp
@@ -80,6 +82,16 @@ def _exact_sqrt(q: Fraction) -> Fraction | None:
     return Fraction(rn, rd) if rn * rn == n and rd * rd == d else None
 
 
+def _quotient(p: Fraction, q):
+    """p / q for a Fraction p and a Fraction or mpf q."""
+    return p / q if isinstance(q, Fraction) else _mpf(p) / q
+
+
+def _same_kind(like, value):
+    """value as a Fraction when `like` is one, else as an mpf (to mix the two exactly)."""
+    return Fraction(value) if isinstance(like, Fraction) else _mpf(Fraction(value))
+
+
 def _dd(value) -> tuple[float, float]:
     """(hi, lo): hi = nearest double of value, lo = nearest double of the rest. Values
     beyond the float64 range give (+-inf, 0)."""
@@ -101,6 +113,8 @@ class _Scalars:
         self.s = [_MP.mpf(1)] * channels
         #: r and s as exact rationals where var + DType(eps) is the square of a rational.
         self.r_exact: list[Fraction | None] = [None] * channels
+        self.var = [Fraction(0)] * channels  # the variance r is computed from
+        self.var_biased = [Fraction(0)] * channels  # batch statistics only
         self.s_exact: list[Fraction | None] = [None] * channels
 
 
@@ -162,6 +176,14 @@ def _finish(name, dtype, hi, lo, err, exact_mask, slow, ieee, cond, risky) -> Ex
     return Expected(name, dtype, hi, lo, rounded, np.asarray(cond, dtype=np.float64))
 
 
+def _unsafe_scalars(values) -> np.ndarray:
+    """[C, 1] mask of per-channel exact scalars (Fraction or mpf) too small or too large for
+    the float64 triples of the fast path (judged on the exact value: its float64 rounding
+    may already have flushed to zero)."""
+    return np.array([v != 0 and not (_TINY <= abs(v) <= 1 / _TINY) for v in values],
+                    dtype=bool)[:, None]
+
+
 def _unsafe(a) -> np.ndarray:
     """Magnitudes where a two_prod could underflow or overflow (nonzero below _TINY, above
     1/_TINY, or not finite): such elements take the slow path."""
@@ -176,18 +198,25 @@ def _round_ieee(values: np.ndarray, fmt) -> np.ndarray:
 
 
 def evaluate_reference(x, gamma, beta, running_mean, running_var, dy, *, flags: Flags, eps,
-                       momentum, axis) -> dict[str, Expected]:
-    """Return the expected outputs (see oracle.api.evaluate for what is returned)."""
+                       momentum, axis, variants=()) -> dict[str, Expected]:
+    """Return the expected outputs (see oracle.api.evaluate for what is returned), under the
+    named semantic variants (oracle.variants) if any."""
     dtype, ax = check_arguments(x, gamma, beta, running_mean, running_var, axis=axis, eps=eps,
                                 momentum=momentum, dy=dy)
+    names = check_variants(variants)
     with _MP.workprec(PRECISION_BITS), np.errstate(all="ignore"):
         return _Evaluation(x, gamma, beta, running_mean, running_var, dy, flags, float(eps),
-                           float(momentum), dtype, ax).outputs()
+                           float(momentum), dtype, ax, names).outputs()
 
 
 class _Evaluation:
     def __init__(self, x, gamma, beta, running_mean, running_var, dy, flags, eps, momentum,
-                 dtype, axis):
+                 dtype, axis, variants=frozenset()):
+        self.variants = variants
+        if "eps_min_1e-5" in variants:
+            eps = max(eps, 1e-5)
+        if "fix_gamma_ignored" in variants:
+            flags = Flags(flags.training, False, flags.use_global_stats, flags.output_mean_var)
         self.shape = np.shape(x)
         self.axis = axis
         self.flags = flags
@@ -200,8 +229,11 @@ class _Evaluation:
         self.G, self.B = as64(gamma), as64(beta)
         self.RM, self.RV = as64(running_mean), as64(running_var)
         self.eps = eps
-        self.eps_d = Fraction(round_fraction(Fraction(eps), FORMATS[dtype]))  # DType(eps)
+        self.eps_d = (Fraction(eps) if "eps_not_cast" in variants
+                      else Fraction(round_fraction(Fraction(eps), FORMATS[dtype])))  # DType(eps)
         self.mom = Fraction(round_fraction(Fraction(momentum), FORMATS["float32"]))
+        if "momentum_inverted" in variants:
+            self.mom = 1 - self.mom
         self.G_eff = np.ones(self.C) if flags.fix_gamma else self.G
         self._statistics()
 
@@ -220,23 +252,22 @@ class _Evaluation:
                     continue
                 S = exact_sum(self.X[c])
                 mu = S / M
-                var = exact_dot(self.X[c], self.X[c]) / M - mu * mu
-                ve = var + self.eps_d
+                var = st.var_biased[c] = exact_dot(self.X[c], self.X[c]) / M - mu * mu
+                if "variance_unbiased" in self.variants:
+                    if M == 1:
+                        continue  # 0/0: NaN, from the IEEE shadow
+                    var = var * M / (M - 1)
             else:
                 if not (np.isfinite(self.RM[c]) and np.isfinite(self.RV[c])):
                     continue
                 mu = Fraction(self.RM[c])
-                ve = Fraction(self.RV[c]) + self.eps_d
-                if ve <= 0:
+                var = Fraction(self.RV[c])
+                if var + self.eps_d <= 0 or var < 0:
                     continue
-            root = _exact_sqrt(ve)
-            if ve == 0:  # batch statistics only: invstd is defined as 0
-                st.r_exact[c] = Fraction(0)
-            elif root is not None:
-                st.r_exact[c] = 1 / root
-            r = _mpf(st.r_exact[c]) if st.r_exact[c] is not None else 1 / _MP.sqrt(_mpf(ve))
+            st.var[c] = var
+            r, r_exact, ve = self._invstd(var, PRECISION_BITS)
             st.exact[c] = True
-            st.mu[c], st.ve[c], st.r[c] = mu, ve, r
+            st.mu[c], st.ve[c], st.r[c], st.r_exact[c] = mu, ve, r, r_exact
             if self.params_ok[c]:
                 g = Fraction(self.G_eff[c])
                 st.s[c] = r * _mpf(g)
@@ -250,8 +281,12 @@ class _Evaluation:
                 var64 = ((self.X - mu64[:, None]) ** 2).sum(axis=1) / M
             else:
                 mu64, var64 = self.RM.copy(), self.RV.copy()
+            if "variance_unbiased" in self.variants and flags.batch_stats:
+                var64 = var64 * M / np.float64(M - 1)
             ve64 = var64 + _float(self.eps_d)
             r64 = 1 / np.sqrt(ve64)
+            if "eps_outside_sqrt" in self.variants:
+                r64 = 1 / (np.sqrt(var64) + _float(self.eps_d))
             if flags.batch_stats:
                 r64 = np.where(ve64 == 0, 0.0, r64)
         self.mu64, self.ve64, self.r64 = mu64, ve64, r64
@@ -260,13 +295,34 @@ class _Evaluation:
         self.floor = FORMATS["float64" if self.dtype == "float64" else "float32"].min_normal
         self.mean_abs_x = self._magnitude(self.X).mean(axis=1)
 
+    def _invstd(self, var: Fraction, prec: int):
+        """(r as mpf at prec bits, r as a Fraction when rational else None, 1/r^2 as a
+        Fraction when rational else mpf). r = 1/sqrt(var + DType(eps)), or 1/(sqrt(var) +
+        DType(eps)) under eps_outside_sqrt; r = 0 when the denominator is 0."""
+        with _MP.workprec(prec):
+            if "eps_outside_sqrt" in self.variants:
+                root = _exact_sqrt(var)
+                if root is not None:
+                    den = root + self.eps_d
+                    r_exact = Fraction(0) if den == 0 else 1 / den
+                    return _mpf(r_exact), r_exact, (den * den if den else Fraction(0))
+                den = _MP.sqrt(_mpf(var)) + _mpf(self.eps_d)
+                return 1 / den, None, den * den
+            ve = var + self.eps_d
+            if ve == 0:  # batch statistics only (running ones are checked above)
+                return _MP.mpf(0), Fraction(0), ve
+            root = _exact_sqrt(ve)
+            if root is not None:
+                return _mpf(1 / root), 1 / root, ve
+            return 1 / _MP.sqrt(_mpf(ve)), None, ve
+
     def _magnitude(self, a):
         """|a| with non-finite entries as 0 and every entry at least the underflow floor."""
         return np.maximum(np.abs(np.where(np.isfinite(a), a, 0)), self.floor)
 
     def _scaled(self, c: int, q: Fraction, exact_scale, scale):
         """q * scale_c: exact when the scale is rational, else at the working precision."""
-        if exact_scale[c] is not None:
+        if exact_scale[c] is not None and isinstance(q, Fraction):
             return q * exact_scale[c]
         return _mpf(q) * scale[c]
 
@@ -282,7 +338,7 @@ class _Evaluation:
         prec = PRECISION_BITS
         while True:
             with _MP.workprec(prec):
-                ds = _mpf(d) * (g / _MP.sqrt(_mpf(st.ve[c])))
+                ds = _mpf(d) * (g * self._invstd(st.var[c], prec)[0])
                 value = ds + _mpf(beta)
                 if abs(value) > _MP.ldexp(abs(ds) + abs(_mpf(beta)), 120 - prec) or prec >= 1 << 15:
                     return +value
@@ -292,14 +348,17 @@ class _Evaluation:
 
     def outputs(self) -> dict[str, Expected]:
         out = {}
+        # MXNet updates the running statistics in the backward pass of a training step with
+        # batch statistics; the variants move or drop the update.
+        updates = self.flags.batch_stats and "stats_not_updated" not in self.variants
         if self.DY is None:
             out["y"] = self._y()
             if self.flags.output_mean_var:
                 out["mean"], out["invstd"] = self._mean_invstd()
-            out["running_mean"], out["running_var"] = self._unchanged_running_stats()
-            return out
-        out.update(self._backward())
-        if self.flags.batch_stats:
+            updates = updates and "stats_updated_in_forward" in self.variants
+        else:
+            out.update(self._backward())
+        if updates:
             out["running_mean"], out["running_var"] = self._updated_running_stats()
         else:
             out["running_mean"], out["running_var"] = self._unchanged_running_stats()
@@ -331,7 +390,7 @@ class _Evaluation:
         cond = condition.cond_y(X, mu[0], s64, self.B[:, None], self.mean_abs_x[:, None],
                                 self.flags.batch_stats)
         e = _finish("y", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond,
-                    _unsafe(X) | _unsafe(s64) | _unsafe(mu[0]))
+                    _unsafe(X) | _unsafe_scalars(st.s) | _unsafe_scalars(st.mu))
         return self._reshape(e)
 
     def _mean_invstd(self) -> tuple[Expected, Expected]:
@@ -340,7 +399,10 @@ class _Evaluation:
         for c in range(self.C):
             if st.exact[c]:
                 means.append(st.mu[c])
-                invstds.append(st.r_exact[c] if st.r_exact[c] is not None else st.r[c])
+                if "invstd_as_var" in self.variants:
+                    invstds.append(st.var[c])
+                else:
+                    invstds.append(st.r_exact[c] if st.r_exact[c] is not None else st.r[c])
             else:
                 means.append(float(self.mu64[c]))
                 invstds.append(float(self.r64[c]))
@@ -367,9 +429,16 @@ class _Evaluation:
             else:
                 with np.errstate(all="ignore"):
                     means.append(float(self.RM[c] * float(m) + self.mu64[c] * float(1 - m)))
-            if st.exact[c] and np.isfinite(self.RV[c]) and st.ve[c] != 0:
-                recovered = st.ve[c] - Fraction(self.eps)  # 1/r^2 - eps, exactly
-                variances.append(Fraction(self.RV[c]) * m + recovered * (1 - m))
+            if "running_var_unbiased" in self.variants:
+                if st.exact[c] and np.isfinite(self.RV[c]) and self.M > 1:
+                    unbiased = st.var_biased[c] * self.M / (self.M - 1)
+                    variances.append(Fraction(self.RV[c]) * m + unbiased * (1 - m))
+                else:
+                    variances.append(math.nan)
+            elif st.exact[c] and np.isfinite(self.RV[c]) and st.ve[c] != 0:
+                recovered = st.ve[c] - _same_kind(st.ve[c], self.eps)  # 1/r^2 - eps, exactly
+                variances.append(_same_kind(recovered, self.RV[c]) * _same_kind(recovered, m)
+                                 + recovered * _same_kind(recovered, 1 - m))
             else:
                 with np.errstate(all="ignore"):
                     recovered64 = 1 / self.r64[c] ** 2 - self.eps
@@ -407,8 +476,9 @@ class _Evaluation:
             dotp64 = (d64 * DY).sum(axis=1)
         if flags.batch_stats:
             a_vals = [s / M if s is not None else Fraction(0) for s in sdy]
-            k_vals = [(p / (M * st.ve[c]) if st.ve[c] != 0 else Fraction(0))
-                      if p is not None else Fraction(0) for c, p in enumerate(dotp)]
+            # k = dotp r^2 / M = dotp / (M ve), ve = 1/r^2 (0 where r = 0)
+            k_vals = [_quotient(p, M * st.ve[c]) if p is not None and st.ve[c] != 0
+                      else Fraction(0) for c, p in enumerate(dotp)]
             hi, lo, err = fastpath.blockwise(
                 fastpath.dx_batch_value, [X, DY],
                 [mu, _triple_columns(a_vals), _triple_columns(k_vals), w_terms])
@@ -420,8 +490,12 @@ class _Evaluation:
 
             def slow(index):
                 c, j = index
-                t = Fraction(DY[c, j]) - a_vals[c] - (Fraction(X[c, j]) - st.mu[c]) * k_vals[c]
-                return self._scaled(c, t, st.s_exact, st.s)  # the inner sum is exact
+                d = Fraction(X[c, j]) - st.mu[c]
+                if isinstance(k_vals[c], Fraction):  # the inner sum is exact
+                    t = Fraction(DY[c, j]) - a_vals[c] - d * k_vals[c]
+                else:
+                    t = _mpf(Fraction(DY[c, j]) - a_vals[c]) - _mpf(d) * k_vals[c]
+                return self._scaled(c, t, st.s_exact, st.s)
 
             k_abs = np.abs(np.array([_float(k) for k in k_vals]))[:, None]
             r_abs = np.abs(np.array([_float(r) for r in st.r]))[:, None]
@@ -439,9 +513,9 @@ class _Evaluation:
                 return self._scaled(c, Fraction(DY[c, j]), st.s_exact, st.s)
 
             cond = condition.cond_dx(DY, abs_d, w_terms[0], 0, 0, 0, 0, 0, False)
-        risky = _unsafe(X) | _unsafe(DY) | _unsafe(w_terms[0]) | _unsafe(mu[0])
+        risky = _unsafe(X) | _unsafe(DY) | _unsafe_scalars(st.s) | _unsafe_scalars(st.mu)
         if flags.batch_stats:
-            risky = risky | _unsafe(_triple_columns(k_vals)[0]) | _unsafe(_triple_columns(a_vals)[0])
+            risky = risky | _unsafe_scalars(k_vals) | _unsafe_scalars(a_vals)
         dx = self._reshape(_finish("dx", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond,
                                    risky))
 

@@ -261,7 +261,7 @@ def test_load_cases_sorted_and_filtered(tmp_path):
     ids = [c.id for c in load_cases(tmp_path)]
     assert ids == sorted(ids) and len(ids) == 3
     assert [p.stem for p in iter_case_paths(tmp_path, "*_fp16_*")] == [make_case("float16").id]
-    assert len(load_cases(tmp_path, "f(32|64)")) == 2
+    assert len(load_cases(tmp_path, "fp(32|64)")) == 2
 
 
 # --- damaged files ------------------------------------------------------------------------

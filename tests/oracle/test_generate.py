@@ -36,7 +36,7 @@ from oracle.validate import check_arguments
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "cases"
 FAMILY_NAMES = ("normal", "uniform", "small_int", "large_offset", "tiny_var", "constant",
-                "one_per_channel", "long", "channels", "special", "fp16_overflow", "bf16_rounding")
+                "one_per_channel", "long", "channels", "special", "f16_overflow", "bf16_rounding")
 
 
 @pytest.fixture(scope="module")
