@@ -57,8 +57,8 @@ struct PackWalk {
 };
 
 // Range [begin, end) of packs that split `split` of `splits` owns among `total`.
-__device__ __forceinline__ void split_range(long long total, int splits, int split, long long& begin,
-                                            long long& end) {
+__device__ __forceinline__ void split_range(long long total, int splits, int split,
+                                            long long& begin, long long& end) {
   const long long per_split = ceil_div(total, static_cast<long long>(splits));
   begin = split * per_split;
   end = begin + per_split < total ? begin + per_split : total;

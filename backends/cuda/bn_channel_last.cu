@@ -41,7 +41,7 @@ bn_reduce_cl(const T* __restrict__ x,   // [rows, C]
              const T* __restrict__ dy,  // [rows, C]; read by GradReducer only
              long long rows,
              typename Reducer<acc_t<T>>::State* __restrict__ partials,  // [splits, C]
-             unsigned* __restrict__ arrivals,                           // [gridDim.x], 0 between launches
+             unsigned* __restrict__ arrivals,  // [gridDim.x], 0 between launches
              BN_CHANNEL_PARAMS(acc_t<T>)) {
   using Acc = acc_t<T>;
   using State = typename Reducer<Acc>::State;
@@ -56,7 +56,9 @@ bn_reduce_cl(const T* __restrict__ x,   // [rows, C]
   row_range(rows, blockIdx.y, splits, begin, end);
   Acc pivot[VEC];
 #pragma unroll
-  for (int k = 0; k < VEC; ++k) pivot[k] = active ? Reducer<Acc>::pivot(to_acc(x[c0 + k]), c0 + k, p) : Acc(0);
+  for (int k = 0; k < VEC; ++k) {
+    pivot[k] = active ? Reducer<Acc>::pivot(to_acc(x[c0 + k]), c0 + k, p) : Acc(0);
+  }
 
   State lanes[VEC];
 #pragma unroll
@@ -76,9 +78,10 @@ bn_reduce_cl(const T* __restrict__ x,   // [rows, C]
     }
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
-      lanes[k] = merge(lanes[k], Reducer<Acc>::template chunk<kRows, 1>(
-                                     [&](int u, int) { return to_acc(xp[u].v[k]); },
-                                     [&](int u, int) { return to_acc(dp[u].v[k]); }, rows_read, pivot[k]));
+      const State chunk = Reducer<Acc>::template chunk<kRows, 1>(
+          [&](int u, int) { return to_acc(xp[u].v[k]); },
+          [&](int u, int) { return to_acc(dp[u].v[k]); }, rows_read, pivot[k]);
+      lanes[k] = merge(lanes[k], chunk);
     }
   }
 
@@ -87,7 +90,9 @@ bn_reduce_cl(const T* __restrict__ x,   // [rows, C]
   if (splits > 1) {
     if (threadIdx.y == 0 && active) {
 #pragma unroll
-      for (int k = 0; k < VEC; ++k) partials[static_cast<long long>(blockIdx.y) * channels + c0 + k] = lanes[k];
+      for (int k = 0; k < VEC; ++k) {
+        partials[static_cast<long long>(blockIdx.y) * channels + c0 + k] = lanes[k];
+      }
     }
     if (!arrive_last(arrivals + blockIdx.x, static_cast<unsigned>(splits))) return;
 #pragma unroll

@@ -106,16 +106,20 @@ __device__ __forceinline__ bool is_finite(double v) {
   return (__double_as_longlong(v) & 0x7ff0000000000000LL) != 0x7ff0000000000000LL;
 }
 template <typename Acc> __device__ __forceinline__ Acc quiet_nan();
-template <> __device__ __forceinline__ float quiet_nan<float>() { return __uint_as_float(0x7fc00000u); }
+template <> __device__ __forceinline__ float quiet_nan<float>() {
+  return __uint_as_float(0x7fc00000u);
+}
 template <> __device__ __forceinline__ double quiet_nan<double>() {
   return __longlong_as_double(0x7ff8000000000000LL);
 }
 template <typename Acc> __device__ __forceinline__ Acc infinity();
-template <> __device__ __forceinline__ float infinity<float>() { return __uint_as_float(0x7f800000u); }
+template <> __device__ __forceinline__ float infinity<float>() {
+  return __uint_as_float(0x7f800000u);
+}
 template <> __device__ __forceinline__ double infinity<double>() {
   return __longlong_as_double(0x7ff0000000000000LL);
 }
-__device__ __forceinline__ float acc_sqrt(float v) { return sqrtf(v); }    // IEEE, correctly rounded
+__device__ __forceinline__ float acc_sqrt(float v) { return sqrtf(v); }  // IEEE: correctly rounded
 __device__ __forceinline__ double acc_sqrt(double v) { return sqrt(v); }
 
 // ---- vector loads and stores ----------------------------------------------------------------
@@ -162,7 +166,8 @@ struct Welford {
 
 // The one Chan merge of the project: a then b (the order is part of the result's bits).
 template <typename Acc>
-__device__ __forceinline__ Welford<Acc> welford_merge(const Welford<Acc>& a, const Welford<Acc>& b) {
+__device__ __forceinline__ Welford<Acc> welford_merge(const Welford<Acc>& a,
+                                                     const Welford<Acc>& b) {
   if (b.n == 0) return a;
   if (a.n == 0) return b;
   const long long n = a.n + b.n;
@@ -244,7 +249,8 @@ struct GradSums {
 };
 
 template <typename Acc>
-__device__ __forceinline__ GradSums<Acc> grad_merge(const GradSums<Acc>& a, const GradSums<Acc>& b) {
+__device__ __forceinline__ GradSums<Acc> grad_merge(const GradSums<Acc>& a,
+                                                    const GradSums<Acc>& b) {
   return GradSums<Acc>{sum_merge(a.sdy, b.sdy), sum_merge(a.dotp, b.dotp), sum_merge(a.sxc, b.sxc)};
 }
 

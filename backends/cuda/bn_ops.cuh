@@ -54,10 +54,14 @@ struct ChannelParams {
   int channels;       // C
   unsigned flags;
 
-  __device__ Acc& at(ChanField f, int c) const { return chan[static_cast<long long>(f) * channels + c]; }
+  __device__ Acc& at(ChanField f, int c) const {
+    return chan[static_cast<long long>(f) * channels + c];
+  }
   __device__ Acc g(int c) const { return (flags & kFixGamma) ? Acc(1) : gamma[c]; }
   __device__ bool batch() const { return (flags & kBatchStats) != 0; }
-  __device__ Acc running_invstd(int c) const { return Acc(1) / acc_sqrt(running_var[c] + eps_data); }
+  __device__ Acc running_invstd(int c) const {
+    return Acc(1) / acc_sqrt(running_var[c] + eps_data);
+  }
 };
 
 // Kernel parameter list and the ChannelParams built from it: every kernel takes the same list,
@@ -88,7 +92,8 @@ struct StatsReducer {
     return welford_of_chunk<P, W, Acc>(x, rows, shift);
   }
 
-  static __device__ void finalize(int c, const State& total, Acc shift, const ChannelParams<Acc>& p) {
+  static __device__ void finalize(int c, const State& total, Acc shift,
+                                  const ChannelParams<Acc>& p) {
     const Acc n = static_cast<Acc>(total.n);
     const bool finite = total.nonfinite == Acc(0);
     const Acc mean = finite ? shift + total.mean : total.nonfinite;  // IEEE sum(x)/M if not finite

@@ -51,11 +51,17 @@ inline To bit_cast(From v) {
   return r;
 }
 
-inline float half_bits_to_float(unsigned short bits) { return static_cast<float>(bit_cast<_Float16>(bits)); }
-inline unsigned short float_to_half_bits(float v) { return bit_cast<unsigned short>(static_cast<_Float16>(v)); }
+inline float half_bits_to_float(unsigned short bits) {
+  return static_cast<float>(bit_cast<_Float16>(bits));
+}
+inline unsigned short float_to_half_bits(float v) {  // nearest even
+  return bit_cast<unsigned short>(static_cast<_Float16>(v));
+}
 inline unsigned short float_to_bf16_bits(float v) {
   const unsigned u = bit_cast<unsigned>(v);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<unsigned short>((u >> 16) | 0x40u);  // NaN
+  if ((u & 0x7fffffffu) > 0x7f800000u) {  // NaN stays a (quiet) NaN
+    return static_cast<unsigned short>((u >> 16) | 0x40u);
+  }
   return static_cast<unsigned short>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);  // nearest even
 }
 
@@ -129,7 +135,8 @@ inline void thread_entry() {
 constexpr std::size_t kStackBytes = 256 * 1024;
 
 // Runs one block of `dim` threads executing body to completion.
-inline void run_block(const dim3& index, const dim3& dim, const dim3& grid, std::function<void()> body) {
+inline void run_block(const dim3& index, const dim3& dim, const dim3& grid,
+                      std::function<void()> body) {
   static Block block;
   block.index = index;
   block.dim = dim;
@@ -156,7 +163,9 @@ inline void run_block(const dim3& index, const dim3& dim, const dim3& grid, std:
     makecontext(&th.context, thread_entry, 0);
   }
   for (bool progress = true; block.live > 0;) {
-    if (!progress) throw std::runtime_error("emulated block deadlocked (a barrier some threads never reach)");
+    if (!progress) {
+      throw std::runtime_error("emulated block deadlocked (a barrier some threads never reach)");
+    }
     progress = false;
     for (Thread& th : block.threads) {
       if (th.done) continue;
@@ -189,7 +198,10 @@ inline T shuffle_down(T v, unsigned delta) {
 #define blockDim (emulation::current_block()->dim)
 #define gridDim (emulation::current_block()->grid)
 
-inline void __syncthreads() { emulation::wait(emulation::current_block()->barrier, emulation::current_block()->live); }
+inline void __syncthreads() {
+  emulation::Block* block = emulation::current_block();
+  emulation::wait(block->barrier, block->live);
+}
 inline void __threadfence() {}
 inline unsigned atomicAdd(unsigned* p, unsigned v) {
   const unsigned old = *p;
@@ -220,9 +232,11 @@ inline void launch(void (*kernel)(A...), const dim3& grid, const dim3& block, vo
                    const unsigned long long* order, unsigned long long blocks) {
   for (unsigned long long k = 0; k < blocks; ++k) {
     const unsigned long long b = order ? order[k] : k;
-    const dim3 index{static_cast<unsigned>(b % grid.x), static_cast<unsigned>((b / grid.x) % grid.y),
+    const dim3 index{static_cast<unsigned>(b % grid.x),
+                     static_cast<unsigned>((b / grid.x) % grid.y),
                      static_cast<unsigned>(b / (static_cast<unsigned long long>(grid.x) * grid.y))};
-    run_block(index, block, grid, [=] { call_kernel(kernel, args, std::index_sequence_for<A...>{}); });
+    run_block(index, block, grid,
+              [=] { call_kernel(kernel, args, std::index_sequence_for<A...>{}); });
   }
 }
 

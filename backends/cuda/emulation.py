@@ -87,8 +87,9 @@ extern "C" int bn_emulation_launch(const char* name, unsigned gx, unsigned gy, u
 
 
 def _cache_dir() -> Path:
-    root = Path(os.environ.get("BN_CUDA_EMULATION_CACHE", "")) if os.environ.get(
-        "BN_CUDA_EMULATION_CACHE") else kernels.SOURCE_DIR.parent.parent / "build" / "cuda-emulation"
+    override = os.environ.get("BN_CUDA_EMULATION_CACHE")
+    root = Path(override) if override else (
+        kernels.SOURCE_DIR.parent.parent / "build" / "cuda-emulation")
     try:
         root.mkdir(parents=True, exist_ok=True)
         return root

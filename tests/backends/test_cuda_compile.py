@@ -56,42 +56,30 @@ def build_cubin(layout: str, arch: str, workdir: Path) -> subprocess.CompletedPr
                 f"{layout}_{arch}")
 
 
-@pytest.fixture(scope="module")
-def builds(tmp_path_factory):
-    """{(layout, arch): CompletedProcess}, compiled two at a time (the CI machine has 2 cores)."""
-    workdir = tmp_path_factory.mktemp("cuda_compile")
-    jobs = [(layout, arch) for layout in LAYOUTS for arch in ARCHES]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        futures = {job: pool.submit(build_cubin, *job, workdir) for job in jobs}
-        return {job: future.result() for job, future in futures.items()}
-
-
 def output(result: subprocess.CompletedProcess) -> str:
     return (result.stdout + result.stderr).strip()
 
 
-@pytest.mark.parametrize("arch", ARCHES)
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_compiles_without_warnings(builds, layout, arch):
-    result = builds[(layout, arch)]
-    text = output(result)
-    assert result.returncode == 0, f"nvcc failed for {layout} on {arch}:\n{text}"
-    warnings = [line for line in text.splitlines() if re.search(r"\bwarning\b", line, re.I)]
-    assert not warnings, f"{layout} on {arch}: compiler warnings\n" + "\n".join(warnings)
-
-
-@pytest.mark.parametrize("arch", ARCHES)
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_no_spills_or_stack(builds, layout, arch):
-    text = output(builds[(layout, arch)])
-    entries = re.findall(r"Compiling entry function '([^']+)'", text)
-    assert len(entries) == len(kernels.kernel_names(layout)), (
-        f"{layout} on {arch}: ptxas reported {len(entries)} kernels, expected "
-        f"{len(kernels.kernel_names(layout))}\n{text}")
-    frames = re.findall(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads",
-                        text)
-    assert frames and all(frame == ("0", "0", "0") for frame in frames), (
-        f"{layout} on {arch}: stack frames or spills (kernels use registers only)\n{text}")
+def test_compiles_for_sm80_and_sm90_without_warnings_spills_or_stack(tmp_path, layout):
+    """One test per layout, its two architectures compiled side by side: under pytest-xdist
+    each layout lands on one worker and nothing is compiled twice."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(ARCHES)) as pool:
+        results = dict(zip(ARCHES, pool.map(lambda a: build_cubin(layout, a, tmp_path), ARCHES)))
+    expected = len(kernels.kernel_names(layout))
+    for arch, result in results.items():
+        text = output(result)
+        assert result.returncode == 0, f"nvcc failed for {layout} on {arch}:\n{text}"
+        warnings = [line for line in text.splitlines()
+                    if re.search(r"\bwarning\b", line, re.IGNORECASE)]
+        assert not warnings, f"{layout} on {arch}: compiler warnings\n" + "\n".join(warnings)
+        entries = re.findall(r"Compiling entry function '([^']+)'", text)
+        assert len(entries) == expected, (
+            f"{layout} on {arch}: ptxas reported {len(entries)} kernels, expected {expected}")
+        frames = re.findall(
+            r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", text)
+        assert len(frames) == expected and all(f == ("0", "0", "0") for f in frames), (
+            f"{layout} on {arch}: stack frames or spills (kernels use registers only)\n{text}")
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
