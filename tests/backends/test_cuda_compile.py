@@ -119,7 +119,8 @@ def find_nvrtc() -> str | None:
 
 
 def nvrtc_compile(library: str, source: str, names, arch: str) -> tuple[int, str]:
-    """Compile source with NVRTC for arch, instantiating names; return (status, log)."""
+    """Compile source with NVRTC for arch, instantiating names, and look up each name's
+    lowered (mangled) name as CuPy does; return (status, log)."""
     lib = ctypes.CDLL(library)
     program = ctypes.c_void_p()
     status = lib.nvrtcCreateProgram(ctypes.byref(program), source.encode(), b"bn_module.cu", 0,
@@ -137,7 +138,12 @@ def nvrtc_compile(library: str, source: str, names, arch: str) -> tuple[int, str
         lib.nvrtcGetProgramLogSize(program, ctypes.byref(size))
         log = ctypes.create_string_buffer(max(1, size.value))
         lib.nvrtcGetProgramLog(program, log)
-        return status, log.value.decode(errors="replace")
+        text = log.value.decode(errors="replace")
+        for name in names if status == 0 else ():  # what CuPy's get_function looks up
+            lowered = ctypes.c_char_p()
+            if lib.nvrtcGetLoweredName(program, name.encode(), ctypes.byref(lowered)):
+                return 1, f"{text}\nno lowered name for {name}"
+        return status, text
     finally:
         lib.nvrtcDestroyProgram(ctypes.byref(program))
 
