@@ -13,7 +13,8 @@ numbers, so the same case always gives the same bytes:
 - ``cond``: the shortest decimal that reads back as the same double (``repr``), always with a
   ``.`` so that YAML 1.1 reads it as a float;
 - arrays of more than ``INLINE_LIMIT`` elements go to the sidecar ``<id>.bin`` (little endian;
-  inputs as the raw bits of their dtype, expected arrays as float64 rounded, hi, lo, cond);
+  inputs as the raw bits of their dtype; expected arrays as `rounded` in the raw bits of the
+  output dtype, then hi and lo as float64, then cond as float32 rounded up);
 - the last line is ``sha256: <digest of every byte before it>``.
 
 ``load_case`` checks, in this order and before it allocates anything large: the file size, the
@@ -42,6 +43,9 @@ from .flags import BACKWARD_OUTPUTS, DTYPES, FORWARD_OUTPUTS, Flags, numpy_dtype
 from .formats import FORMATS, round_float64
 
 SCHEMA = 1
+#: Sidecar bytes per expected element besides `rounded` (in the output dtype's own width):
+#: hi and lo as float64, cond as float32.
+EXPECTED_SIDECAR_BYTES = 8 + 8 + 4
 #: Arrays with more elements than this live in the sidecar, not inline.
 INLINE_LIMIT = 4096
 #: Largest element count accepted for one array (a 2 GiB float64 sidecar block); larger
@@ -319,7 +323,14 @@ def _render_expected(e: Expected, name: str, sidecar: bytearray) -> str:
     head = (f"  {name}:\n    dtype: {_token(e.dtype, name + '.dtype')}\n"
             f"    shape: {_shape_text(e.shape)}\n")
     if rounded.size > INLINE_LIMIT:
-        block = b"".join(a.astype("<f8").tobytes() for a in (rounded, hi, lo, cond))
+        # rounded as the bits of its own dtype; cond rounded up to float32 (a magnitude,
+        # a few digits are all it needs, and up keeps it a bound).
+        cond32 = cond.astype(np.float32)
+        cond32 = np.where(cond32.astype(np.float64) < cond,
+                          np.nextafter(cond32, np.float32(np.inf)), cond32)
+        block = b"".join([_raw_bits(rounded.astype(numpy_dtype(e.dtype))),
+                          hi.astype("<f8").tobytes(), lo.astype("<f8").tobytes(),
+                          cond32.astype("<f4").tobytes()])
         head += f"    sidecar: {{offset: {len(sidecar)}, count: {rounded.size}}}\n"
         sidecar += block
         return head
@@ -546,7 +557,7 @@ class _Reader:
     def declared_sidecar_bytes(self) -> int:
         """Return the bytes the sidecar arrays declare (shapes checked, nothing allocated)."""
         total = 0
-        for section, per_element in (("inputs", None), ("expected", 32)):
+        for section, per_element in (("inputs", 0), ("expected", EXPECTED_SIDECAR_BYTES)):
             arrays = self.doc.get(section)
             if not isinstance(arrays, dict):
                 continue
@@ -555,7 +566,7 @@ class _Reader:
                     where = f"{section}.{name}"
                     dtype, _, count = self.array_head(spec, where, ("data", "rounded", "value",
                                                                     "cond"))
-                    total += count * (per_element or numpy_dtype(dtype).itemsize)
+                    total += count * (per_element + numpy_dtype(dtype).itemsize)
         return total
 
     def array_head(self, spec, where: str, payload_keys) -> tuple[str, tuple, int]:
@@ -684,9 +695,16 @@ class _Reader:
         if "sidecar" in spec:
             if any(k in spec for k in ("rounded", "value", "cond")):
                 self.fail(where, "has both a sidecar and inline data")
-            raw = self.block(spec, where, sidecar, count, 32 * count)
-            parts = np.frombuffer(raw, dtype="<f8").astype(np.float64).reshape(4, count)
-            rounded, hi, lo, cond = (p.reshape(shape).copy() for p in parts)
+            size = numpy_dtype(dtype).itemsize
+            raw = self.block(spec, where, sidecar, count,
+                             (size + EXPECTED_SIDECAR_BYTES) * count)
+            bits = np.frombuffer(raw[:size * count], dtype=f"<u{size}").astype(f"u{size}")
+            rounded = bits.view(numpy_dtype(dtype)).astype(np.float64).reshape(shape)
+            hi, lo = (np.frombuffer(raw[size * count + 8 * count * i:
+                                        size * count + 8 * count * (i + 1)], dtype="<f8")
+                      .astype(np.float64).reshape(shape) for i in (0, 1))
+            cond = np.frombuffer(raw[(size + 16) * count:], dtype="<f4").astype(
+                np.float64).reshape(shape)
         else:
             for key in ("rounded", "value", "cond"):
                 items = self.get(spec, key, list, where)

@@ -32,7 +32,10 @@ Backward, batch statistics: dx = (dy - a - d k) w with a = sum(dy)/M, k = sum(d 
 w = r g. The reductions a and k carry errors c u_w mean|dy| and c u_w r^2 mean(|d| |dy|),
 the mean error enters through d k, and the rounding of each term is relative:
 
-    cond_dx = |w| (|dy| + mean|dy| + (|d| + mean|x|) |k| + |d| r^2 mean(|d| |dy|))
+    cond_dx = |w| (|dy| + mean|dy| + (|d| + mean|x|) |k|
+                   + |d| r^2 (mean(|d| |dy|) + mean|x| mean|dy|))
+
+(the last term: the mean's error enters dotp = sum((x - mu^) dy) as (mu^ - mu) sum(dy)).
     cond_dx = |dy w|                                         (running statistics)
     cond_dgamma = r (sum |d| |dy| + mean|x| sum |dy|)         (0 with fix_gamma: exact zero)
     cond_dbeta = sum |dy|
@@ -70,7 +73,7 @@ def cond_dx(dy, d, w, k, r, mean_abs_dy, mean_abs_x, mean_abs_d_dy, batch_stats:
     if not batch_stats:
         return np.abs(dy * w)
     return np.abs(w) * (np.abs(dy) + mean_abs_dy + (np.abs(d) + mean_abs_x) * np.abs(k)
-                        + np.abs(d) * r * r * mean_abs_d_dy)
+                        + np.abs(d) * r * r * (mean_abs_d_dy + mean_abs_x * mean_abs_dy))
 
 
 def cond_dgamma(r, sum_abs_d_dy, mean_abs_x, sum_abs_dy, batch_stats: bool):

@@ -16,7 +16,9 @@ G. all-pairs completion: cases added greedily until every pair of values of any 
    PAIRWISE parameters appears in some case (``uncovered_pairs`` is then empty); with the
    greedy choices of A-F it currently has nothing left to add, but it keeps the guarantee
    when the phases change;
-H. invalid inputs (op ``err``), see ``ERROR_CASES``.
+H. invalid inputs (op ``err``), see ``ERROR_CASES``;
+I. shapes whose every axis has the channel count (``EQUAL_EXTENT``), so a wrong axis gives
+   wrong numbers rather than a shape error.
 
 Free parameters of A-F (those a phase does not fix) are chosen greedily to cover new pairs
 (AETG-style: per parameter, the value completing the most uncovered pairs, ties to the least
@@ -319,8 +321,26 @@ def default_plan() -> list[CaseSpec]:
     for (dtype, op), flags in itertools.product(dt_ops, (TRAIN_BATCH, TRAIN_GLOBAL, INFER)):
         plan.add(dict(_flag_values(flags), cudnn_off=True, dtype=dtype, op=op))  # F
     plan.cover_rest()  # G
-    specs = list(plan.specs.values()) + error_specs()  # H
+    specs = list(plan.specs.values()) + error_specs() + equal_extent_specs()  # H, I
     return sorted(specs, key=lambda s: s.id)
+
+
+#: Phase I: every axis of the same length as the channel axis, so that normalising over the
+#: wrong axis gives wrong numbers rather than a shape error.
+EQUAL_EXTENT = (((3, 3, 3), 0), ((3, 3, 3), 2), ((3, 3, 3, 3), 3), ((3, 3, 3, 3), -2))
+
+
+def equal_extent_specs() -> list[CaseSpec]:
+    """Return phase I: training steps and forwards on shapes whose axes all have C entries."""
+    out = []
+    for (shape, axis), (dtype, op) in itertools.product(EQUAL_EXTENT,
+                                                        itertools.product(DTYPES, OPS)):
+        cid = case_id(op, TRAIN_BATCH, axis, dtype, shape, "normal")
+        out.append(CaseSpec(id=cid, op=op, family="normal", dtype=dtype, shape=shape, axis=axis,
+                            flags=TRAIN_BATCH, eps=DEFAULT_EPS, momentum=DEFAULT_MOMENTUM,
+                            cudnn_off=False, seed=DEFAULT_SEED))
+    return out
+
 
 
 def parse_flag_tokens(text: str | None) -> tuple[Flags, ...]:

@@ -4,7 +4,7 @@ Inputs are exact binary numbers. Per channel c (x viewed as [C, M], channel firs
 
     S = sum x, Q = sum x^2 exactly (oracle.exact), mu = S/M, var = Q/M - mu^2   (rationals)
     ve = var + DType(eps)        (running stats: mu = running_mean, ve = running_var + DType(eps))
-    r = 1/sqrt(ve) at 256 bits   (r = 0 when ve == 0 with batch statistics, per the spec)
+    r = 1/sqrt(ve) at 256 bits   (r = 0 when var == 0 and eps == 0 with batch statistics)
     g = 1 if fix_gamma else gamma; s = g r; w = r g
     y = (x - mu) s + beta
     backward (batch stats): a = sum(dy)/M, dotp = sum(x dy) - mu sum(dy), k = dotp/(M ve)
@@ -257,6 +257,10 @@ class _Evaluation:
                     if M == 1:
                         continue  # 0/0: NaN, from the IEEE shadow
                     var = var * M / (M - 1)
+                if var + self.eps_d == 0 and self.eps != 0:
+                    # The spec defines invstd = 0 only for var == 0 with eps == 0; an eps
+                    # that rounds to 0 in the data dtype gives 1/sqrt(0) = inf (IEEE path).
+                    continue
             else:
                 if not (np.isfinite(self.RM[c]) and np.isfinite(self.RV[c])):
                     continue
@@ -287,7 +291,7 @@ class _Evaluation:
             r64 = 1 / np.sqrt(ve64)
             if "eps_outside_sqrt" in self.variants:
                 r64 = 1 / (np.sqrt(var64) + _float(self.eps_d))
-            if flags.batch_stats:
+            if flags.batch_stats and self.eps == 0:
                 r64 = np.where(ve64 == 0, 0.0, r64)
         self.mu64, self.ve64, self.r64 = mu64, ve64, r64
         # Terms of a reduction count at least as the smallest normal number of the
@@ -309,7 +313,7 @@ class _Evaluation:
                 den = _MP.sqrt(_mpf(var)) + _mpf(self.eps_d)
                 return 1 / den, None, den * den
             ve = var + self.eps_d
-            if ve == 0:  # batch statistics only (running ones are checked above)
+            if ve == 0:  # batch statistics with var == 0 and eps == 0 (see _statistics)
                 return _MP.mpf(0), Fraction(0), ve
             root = _exact_sqrt(ve)
             if root is not None:
