@@ -123,19 +123,10 @@ class Ours:
             return cp.asarray(t.view(torch.int16)).view(cp.uint16) if t.element_size() == 2 \
                 else cp.asarray(t)
 
-        acc = np.dtype(kernels.ACC_DTYPES[s.dtype])
-        x = data(p.x)
-        self.out = cp.empty_like(x)
-        self.buffers = runtime.Buffers(
-            x=x, dy=data(p.dy), out=self.out, gamma=cp.asarray(p.weight).astype(acc),
-            beta=cp.asarray(p.bias).astype(acc),
-            running_mean=cp.asarray(p.running_mean).astype(acc),
-            running_var=cp.asarray(p.running_var).astype(acc),
-            chan=cp.zeros(kernels.CHAN_FIELD_COUNT * self.geom.channels, dtype=acc),
-            dgamma=cp.zeros(self.geom.channels, dtype=acc),
-            dbeta=cp.zeros(self.geom.channels, dtype=acc),
-            partials=cp.zeros(max(1, self.launch.partials) * kernels.STATE_BYTES, dtype=np.uint8),
-            arrivals=cp.zeros(max(1, self.launch.arrivals), dtype=np.uint32))
+        self.buffers = runtime.allocate(cp, self.launch, self.geom, s.dtype, x=data(p.x),
+                                        dy=data(p.dy), gamma=p.weight, beta=p.bias,
+                                        running_mean=p.running_mean, running_var=p.running_var)
+        self.out = self.buffers.out
         scalars = semantics.scalars(semantics.MXNET, s.dtype, EPS, MOMENTUM)
         flags = dict(use_global_stats=False, fix_gamma=False)
         train = semantics.forward_schedule(semantics.MXNET, training=True, output_mean_var=False,
