@@ -44,9 +44,9 @@ def _load_extension():
 
 try:
     _ext = _load_extension()
-except ImportError as error:  # not built: no compiler at install time, or a stale build
+except (ImportError, OSError) as error:  # not built (no compiler at install time), or stale
     _ext = None
-    _LOAD_ERROR: ImportError | None = error
+    _LOAD_ERROR: Exception | None = error
 else:
     _LOAD_ERROR = None
 
@@ -120,6 +120,13 @@ class CpuBackend:
     def _prepare(x, gamma, beta, running_mean, running_var, axis, eps, momentum, dy=None):
         name, ax = check_arguments(x, gamma, beta, running_mean, running_var, axis=axis,
                                    eps=eps, momentum=momentum, dy=dy)
+        arrays = {"x": x, "gamma": gamma, "beta": beta, "running_mean": running_mean,
+                  "running_var": running_var, "dy": dy}
+        for pname, value in arrays.items():
+            if value is not None and not np.asarray(value).dtype.isnative:
+                raise ValueError(f"{pname}.dtype={np.asarray(value).dtype.str!r} is not in the "
+                                 "machine's byte order: pass it through np.asarray(..., "
+                                 "dtype=...) with a native dtype")
         return name, ax, np.asarray(x), np.dtype(numpy_dtype(DTYPES[name].param))
 
     def forward(self, x, gamma, beta, running_mean, running_var, *, eps, momentum, fix_gamma,

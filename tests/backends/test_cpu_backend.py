@@ -379,6 +379,13 @@ def test_read_only_running_stats_are_rejected():
                                   **training_step_kwargs())
 
 
+def test_non_native_byte_order_is_rejected():
+    inputs = make_inputs((3, 4, 6), 1, "float32")
+    inputs["x"] = inputs["x"].astype(">f4")
+    with pytest.raises(ValueError, match="byte order"):
+        run_forward(inputs, **kwargs_of((True, False, False, False), 1))
+
+
 @pytest.mark.parametrize("bad", [dict(axis=3), dict(eps=-1.0), dict(momentum=float("nan"))])
 def test_bad_scalars_raise_value_error(bad):
     inputs = make_inputs((2, 3, 4), 1, "float32")
