@@ -112,15 +112,18 @@ def build() -> Path:
     if compiler is None:
         raise EmulationUnavailable("no host C++ compiler (g++) to build the kernel emulation")
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "emulation.cpp").write_text(source, encoding="utf-8")
+    # Per-process file names: parallel test workers may build at the same time; the last
+    # rename wins, and every build is the same library.
+    cpp = out_dir / f"emulation.{os.getpid()}.cpp"
+    cpp.write_text(source, encoding="utf-8")
     partial = out_dir / f"{library.name}.{os.getpid()}.tmp"
-    cmd = [compiler, *CXX_FLAGS, f"-I{kernels.SOURCE_DIR}", str(out_dir / "emulation.cpp"),
-           "-o", str(partial)]
+    cmd = [compiler, *CXX_FLAGS, f"-I{kernels.SOURCE_DIR}", str(cpp), "-o", str(partial)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
         raise EmulationUnavailable(f"building the kernel emulation failed: {' '.join(cmd)}\n"
                                    f"{result.stderr[-4000:]}")
     partial.replace(library)
+    cpp.unlink()
     return library
 
 
