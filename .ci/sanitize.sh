@@ -20,11 +20,13 @@ cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBN_SANITIZE=ON 
 cmake --build "$BUILD" -j 2 >"$BUILD.build.log" 2>&1 || { tail -50 "$BUILD.build.log"; exit 1; }
 EXT=$(ls "$BUILD"/backends/cpu/_bn_cpu*.so | head -1)
 
-# Python itself is not instrumented: the ASan runtime must come first in the process.
+# Python itself is not instrumented: the ASan runtime must come first in the process, and
+# libstdc++ with it (else ASan's __cxa_throw interceptor finds no real __cxa_throw).
 ASAN_LIB=$("${CXX:-g++}" -print-file-name=libasan.so)
+STDCXX_LIB=$("${CXX:-g++}" -print-file-name=libstdc++.so)
 LOG=$BUILD/reports
 rm -rf "$LOG" && mkdir -p "$LOG"
-export LD_PRELOAD=$ASAN_LIB
+export LD_PRELOAD="$ASAN_LIB $STDCXX_LIB"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1:log_path=$LOG/asan
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$LOG/ubsan
 export BN_CPU_EXTENSION=$EXT
