@@ -8,7 +8,7 @@ Two registered flavours (semantics.py has the table of differences):
 - ``cuda-cudnn`` (``CudaBackend(emulate_cudnn=True)``, ``--backend backends.cuda:cudnn_factory``):
   MXNet's GPU dispatch, where ``cudnn_off=False`` without ``use_global_stats`` takes the cuDNN
   path (eps >= 1e-5, running statistics updated in forward with the unbiased variance). It
-  declares the profile ``("cudnn",)``.
+  declares the oracle variants of that path as its profile (semantics.CUDNN_VARIANTS).
 
 Arguments are checked on the host (oracle.validate.check_arguments) before anything is
 copied or launched, so invalid-input cases behave the same with or without a GPU. Without
@@ -40,7 +40,7 @@ class CudaBackend:
             "-emulated" if runtime is not None else "")
         self.capabilities = Capabilities(
             dtypes=ALL_DTYPES, forward=True, backward=True, quantized=False, device="cuda",
-            profile=("cudnn",) if self.emulate_cudnn else ())
+            profile=semantics.CUDNN_VARIANTS if self.emulate_cudnn else ())
 
     def supports(self, case) -> str | None:
         """Return None if this machine can run the case, else the reason (the skip message)."""
@@ -55,7 +55,7 @@ class CudaBackend:
         path = self.path(kwargs.get("cudnn_off", False), kwargs["use_global_stats"])
         if path == semantics.CUDNN and float(kwargs["eps"]) < semantics.CUDNN_BN_MIN_EPSILON:
             return (f"eps={kwargs['eps']!r} < 1e-05: MXNet's cuDNN path rejects it "
-                    "(the declared profile 'cudnn')")
+                    "(this backend follows that path where cudnn_off=False)")
         return None
 
     def path(self, cudnn_off: bool, use_global_stats: bool) -> str:

@@ -2,7 +2,8 @@
 //
 // Math (shared/spec/batch_norm_semantics.md). Per channel c, M elements, g = 1 if fix_gamma
 // else gamma[c], e = eps_data (DType(eps) on MXNet's own path, eps in Acc on the cuDNN path):
-//   batch statistics:   mean, var = m2 / M,  invstd = 1 / sqrt(var + e)   (0 if var + e == 0)
+//   batch statistics:   mean, var = m2 / M,  invstd = 1 / sqrt(var + e)
+//                       (0 where var == 0 and eps == 0: kEpsZero; IEEE otherwise)
 //   running statistics: mean = running_mean,  invstd = 1 / sqrt(running_var + e)
 //   forward:            y = (x - mean) * (invstd * g) + beta
 //   backward:           sdy = sum(dy), dotp = sum((x - mean) * dy), the rounding of mean taken out
@@ -32,6 +33,7 @@ enum Flags : unsigned {
   kUpdateInForward = 1u << 2,   // cuDNN path: the statistics finalize updates running stats
   kUpdateInBackward = 1u << 3,  // own-kernel path: the gradient finalize updates running stats
   kWriteStats = 1u << 4,        // running-stats normalize: also write chan[kMean], chan[kInvstd]
+  kEpsZero = 1u << 5,           // eps == 0 (the double): a zero batch variance gives invstd = 0
 };
 
 enum ChanField : int { kMean = 0, kInvstd, kVar, kGradMean, kProj, kScale, kChanFields };
@@ -98,8 +100,8 @@ struct StatsReducer {
     const bool finite = total.nonfinite == Acc(0);
     const Acc mean = finite ? shift + total.mean : total.nonfinite;  // IEEE sum(x)/M if not finite
     const Acc var = finite ? total.m2 / n : quiet_nan<Acc>();
-    const Acc ve = var + p.eps_data;
-    const Acc invstd = ve == Acc(0) ? Acc(0) : Acc(1) / acc_sqrt(ve);
+    const bool defined_zero = var == Acc(0) && (p.flags & kEpsZero);  // spec: invstd = 0
+    const Acc invstd = defined_zero ? Acc(0) : Acc(1) / acc_sqrt(var + p.eps_data);
     p.at(kMean, c) = mean;
     p.at(kInvstd, c) = invstd;
     p.at(kVar, c) = var;

@@ -154,7 +154,7 @@ def kernel_arguments(step: Step, launch: plan.Launch, geom: plan.Geometry, buffe
     center = chan_field(b, "kMean", geom.channels) if step.center == "batch" else b.running_mean
     channel = (b.gamma, b.beta, center, b.running_mean, b.running_var, b.chan, b.dgamma,
                b.dbeta, s.eps_data, s.eps_shift, s.keep, s.take, np.int64(geom.count),
-               np.int32(geom.channels), np.uint32(step.flags))
+               np.int32(geom.channels), np.uint32(step.flags | s.flags))
     data = (b.x, b.dy) if step.stage == "reduce" else (b.x, b.dy, b.out)
     if launch.layout == "channel_first":
         sizes = (np.int64(geom.outer), np.int64(geom.inner), np.int32(launch.splits))

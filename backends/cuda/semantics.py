@@ -53,6 +53,11 @@ from oracle.validate import check_arguments, check_eps
 from . import kernels
 
 MXNET, CUDNN = "mxnet", "cudnn"
+#: The oracle variants (oracle.variants) the cuDNN path follows, for Capabilities.profile.
+#: They hold only where the path is taken (cudnn_off=False, use_global_stats=False); the
+#: recomputed statistics of a backward without training and the eps >= 1e-5 error have no
+#: variant (conformance/known_deviations/cuda-cudnn.txt lists them).
+CUDNN_VARIANTS = ("stats_updated_in_forward", "running_var_unbiased", "eps_not_cast")
 #: cuDNN's CUDNN_BN_MIN_EPSILON, which MXNet's cuDNN path checks eps against.
 CUDNN_BN_MIN_EPSILON = 1e-5
 _F = kernels.FLAGS
@@ -82,6 +87,7 @@ class Scalars:
     eps_shift: np.floating  # DType(eps) - eps: turns var + DType(eps) into 1/invstd^2 - eps
     keep: np.floating  # running <- running * keep + batch statistic * take
     take: np.floating
+    flags: int = 0  # kernels.FLAGS bits of the call itself (kEpsZero), added to every launch
 
 
 def scalars(path: str, dtype: str, eps: float, momentum: float) -> Scalars:
@@ -89,17 +95,19 @@ def scalars(path: str, dtype: str, eps: float, momentum: float) -> Scalars:
 
     mxnet: eps_data = DType(eps); keep = float32(momentum), take = 1 - keep in Acc.
     cudnn: eps_data = eps in Acc; take = float32(1 - float32(momentum)) (MXNet's factor),
-    keep = 1 - take in Acc.
+    keep = 1 - take in Acc. Both: kEpsZero where eps == 0, so that a zero batch variance gives
+    invstd = 0 (the spec's definition) rather than 1/sqrt(0).
     """
     acc = np.dtype(kernels.ACC_DTYPES[dtype]).type
     momentum32 = np.float32(momentum)
+    flags = _F["kEpsZero"] if eps == 0 else 0
     if path == MXNET:
         data_eps = float(round_float64(np.float64(eps), FORMATS[dtype]))  # DType(eps)
         keep = acc(momentum32)
-        return Scalars(acc(data_eps), acc(data_eps - eps), keep, acc(1) - keep)
+        return Scalars(acc(data_eps), acc(data_eps - eps), keep, acc(1) - keep, flags)
     if path == CUDNN:
         take = acc(np.float32(1) - momentum32)
-        return Scalars(acc(eps), acc(0), acc(1) - take, take)
+        return Scalars(acc(eps), acc(0), acc(1) - take, take, flags)
     raise ValueError(f"path={path!r} is not one of {(MXNET, CUDNN)}")
 
 

@@ -323,7 +323,10 @@ def test_backend_declares_its_device_profile_and_flavours():
     plain, cudnn = CudaBackend(), CudaBackend(emulate_cudnn=True)
     assert plain.name == "cuda" and plain.capabilities.device == "cuda"
     assert plain.capabilities.profile == ()
-    assert (cudnn.name, cudnn.capabilities.profile) == ("cuda-cudnn", ("cudnn",))
+    assert (cudnn.name, cudnn.capabilities.profile) == ("cuda-cudnn", semantics.CUDNN_VARIANTS)
+    from oracle.variants import check_variants
+
+    check_variants(cudnn.capabilities.profile)  # names the oracle knows
     assert plain.capabilities.dtypes == frozenset(DTYPES)
     assert plain.supports(_Case("qnt")) == "the CUDA backend has no quantized path"
     assert plain.supports(_Case("err")) is None
