@@ -6,13 +6,17 @@
 
 Both return numpy arrays, correctly rounded to the output dtype, by name. ``oracle.evaluate``
 returns the high-precision values and condition scales the golden cases are made of.
+The quantized path (int8/uint8 data, min/max_calib_range): ``oracle.quantized_batch_norm``
+and ``oracle.evaluate_quantized`` (oracle/quantized.py).
 """
-from .api import Expected, batch_norm, batch_norm_backward, evaluate, output_dtype
+from .api import (Expected, QuantizedExpected, batch_norm, batch_norm_backward, evaluate,
+                  evaluate_quantized, output_dtype, quantized_batch_norm)
 from .flags import DEFAULT_EPS, DEFAULT_MOMENTUM
 
 __version__ = "0.1.0"
 #: Working precision (bits) of the multiprecision parts of the oracle.
 PRECISION_BITS = 256
 
-__all__ = ["Expected", "batch_norm", "batch_norm_backward", "evaluate", "output_dtype",
+__all__ = ["Expected", "QuantizedExpected", "batch_norm", "batch_norm_backward", "evaluate",
+           "evaluate_quantized", "quantized_batch_norm", "output_dtype",
            "DEFAULT_EPS", "DEFAULT_MOMENTUM", "__version__", "PRECISION_BITS"]

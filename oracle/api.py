@@ -44,6 +44,20 @@ class Expected:
         return self.rounded.astype(numpy_dtype(self.dtype))
 
 
+@dataclass(frozen=True)
+class QuantizedExpected(Expected):
+    """The int8 output of the quantized path (``oracle.quantized``).
+
+    value = hi + lo is the exact value before rounding; rounded = that value rounded to the
+    nearest integer (ties to even) and saturated to -128..127; dist = its distance to the
+    nearest rounding boundary k + 1/2 (k = -128..126; 0 at an exact tie); cond = the
+    magnitude of the terms a float32 evaluation rounds, 0 where the formula is exact in
+    float32 (then the result must match exactly).
+    """
+
+    dist: np.ndarray
+
+
 def evaluate(x, gamma, beta, running_mean, running_var, dy=None, *, eps=DEFAULT_EPS,
              momentum=DEFAULT_MOMENTUM, fix_gamma=True, use_global_stats=False,
              output_mean_var=False, axis=1, training=False, variants=()) -> dict[str, Expected]:
@@ -110,3 +124,19 @@ def batch_norm_backward(x, gamma, beta, running_mean, running_var, dy, eps=DEFAU
 def output_dtype(name: str, data_dtype: str) -> str:
     """Return the dtype of output `name` for data of dtype `data_dtype`."""
     return data_dtype if name in ("y", "dx") else DTYPES[data_dtype].param
+
+
+def evaluate_quantized(x, gamma, beta, running_mean, running_var, **kwargs) -> dict[str, Expected]:
+    """Return the expected outputs of the quantized operator (``out``, ``min_out``,
+    ``max_out``); see ``oracle.quantized.evaluate_quantized``."""
+    from .quantized import evaluate_quantized as evaluate_q
+
+    return evaluate_q(x, gamma, beta, running_mean, running_var, **kwargs)
+
+
+def quantized_batch_norm(x, gamma, beta, running_mean, running_var, **kwargs) -> dict[str, np.ndarray]:
+    """Return the quantized operator's outputs as arrays (int8 ``out``, float32 ``min_out``
+    and ``max_out`` of shape (1,)); see ``oracle.quantized.quantized_batch_norm``."""
+    from .quantized import quantized_batch_norm as qbn
+
+    return qbn(x, gamma, beta, running_mean, running_var, **kwargs)

@@ -56,6 +56,12 @@ DTYPES: dict[str, DtypeInfo] = {
 }
 DTYPE_BY_TOKEN: dict[str, DtypeInfo] = {d.token: d for d in DTYPES.values()}
 
+#: Input dtypes of the quantized path (op "qnt"): int8 and uint8 data, float32 parameters.
+#: Tokens "s8"/"u8" ("int8" is a substring of "uint8", so -k int8 would select both).
+QUANTIZED_DTYPES: dict[str, DtypeInfo] = {
+    d.name: d for d in (DtypeInfo("int8", "s8", "float32"), DtypeInfo("uint8", "u8", "float32"))
+}
+
 
 def numpy_dtype(name: str) -> np.dtype:
     """Return the numpy dtype for a dtype name; bfloat16 comes from ml_dtypes."""
@@ -116,6 +122,8 @@ OPS = {"fwd": "forward", "bwd": "forward + backward (training step)", "err": "in
 #: Outputs of each op, in the order reports list them.
 FORWARD_OUTPUTS = ("y", "mean", "invstd", "running_mean", "running_var")
 BACKWARD_OUTPUTS = ("dx", "dgamma", "dbeta", "running_mean", "running_var")
+#: The quantized operator's outputs: int8 ``out`` and the float32 range it stands for.
+QUANTIZED_OUTPUTS = ("out", "min_out", "max_out")
 
 # --- axes -------------------------------------------------------------------------------
 
@@ -186,7 +194,7 @@ def case_id(
     """Return the case id (= file stem = pytest id) for a forward/backward/quantized case."""
     if op not in OPS:
         raise ValueError(f"op={op!r} is not one of {sorted(OPS)}")
-    parts = [op, *flags.tokens, axis_token(axis), DTYPES[dtype].token, shape_token(shape), family]
+    parts = [op, *flags.tokens, axis_token(axis), dtype_token(dtype), shape_token(shape), family]
     if eps != DEFAULT_EPS:
         parts.append("eps" + _number_token(eps))
     if momentum != DEFAULT_MOMENTUM:
@@ -198,10 +206,22 @@ def case_id(
     return _checked_id("_".join(parts))
 
 
-def error_case_id(reason: str, dtype: str, shape, tag: str = "") -> str:
-    """Return the id of an invalid-input case, e.g. ``err_gamma_length_fp32_2x3``."""
-    token = DTYPES[dtype].token if dtype in DTYPES else re.sub(r"[^a-z0-9]", "", dtype)
-    parts = ["err", reason, token, shape_token(shape)] + ([tag] if tag else [])
+def dtype_token(dtype: str) -> str:
+    """Return the case-id token of a data dtype (fp32, bf16, s8, u8, ...)."""
+    if dtype in DTYPES:
+        return DTYPES[dtype].token
+    return QUANTIZED_DTYPES[dtype].token
+
+
+def error_case_id(reason: str, dtype: str, shape, tag: str = "", op: str = "err") -> str:
+    """Return the id of an invalid-input case, e.g. ``err_gamma_length_fp32_2x3``; with
+    op="qnt" one of the quantized path, e.g. ``qnt_err_calib_order_s8_2x3``."""
+    if dtype in DTYPES or (op == "qnt" and dtype in QUANTIZED_DTYPES):
+        token = dtype_token(dtype)
+    else:  # e.g. err_x_dtype_uint8_...: a dtype the float operator refuses, spelled out
+        token = re.sub(r"[^a-z0-9]", "", dtype)
+    head = ["err"] if op == "err" else [op, "err"]
+    parts = head + [reason, token, shape_token(shape)] + ([tag] if tag else [])
     return _checked_id("_".join(parts))
 
 

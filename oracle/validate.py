@@ -8,6 +8,11 @@ parameter and its value (spec, "Errors a conforming backend raises"):
   only one calibration value, or min_calib_range > max_calib_range.
 - TypeError: x of a dtype other than float16/float32/float64/bfloat16; parameters of a
   dtype other than the one the data dtype requires (float32 for 16-bit data).
+
+The quantized path (``check_quantized_arguments``) takes int8/uint8 x (TypeError otherwise,
+a float x included), float32 parameters, and needs both calibration values (ValueError
+naming both when one or both are missing) with min <= max, finite ranges, a nonzero output
+range max(|min_calib_range|, |max_calib_range|), finite parameters and running_var + eps > 0.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import math
 
 import numpy as np
 
-from .flags import DTYPES, dtype_name
+from .flags import DTYPES, QUANTIZED_DTYPES, dtype_name
 
 PARAMETER_NAMES = ("gamma", "beta", "running_mean", "running_var")
 
@@ -98,3 +103,73 @@ def check_arguments(x, gamma, beta, running_mean, running_var, *, axis, eps, mom
     check_eps(eps)
     check_momentum(momentum)
     return name, ax
+
+
+def check_quantized_arguments(x, gamma, beta, running_mean, running_var, *, axis, eps,
+                              min_data, max_data, min_calib_range,
+                              max_calib_range) -> tuple[str, int]:
+    """Validate every argument of the quantized batch norm; return (x's dtype name, axis).
+
+    Raised before anything is computed (see the module doc for the list): TypeError for x
+    not int8/uint8 or parameters not float32; ValueError for rank < 2, an empty x, axis,
+    parameter shapes, eps, the data range (min_data, max_data: finite numbers), the
+    calibration range (both given, finite, min <= max, not both 0), non-finite parameters
+    and running_var + eps <= 0 (the output would be undefined).
+    """
+    name = dtype_name(getattr(x, "dtype", np.asarray(x).dtype))
+    if name not in QUANTIZED_DTYPES:
+        raise TypeError(f"x.dtype={name!r} is not supported by the quantized path: it takes "
+                        f"{', '.join(QUANTIZED_DTYPES)} data")
+    shape = np.shape(x)
+    if len(shape) < 2:
+        raise ValueError(f"x.ndim={len(shape)} (shape {tuple(shape)}): batch_norm needs rank >= 2")
+    if 0 in shape:
+        raise ValueError(f"x.shape={tuple(shape)} is empty: batch_norm needs at least one element")
+    ax = normalize_axis(axis, len(shape))
+    channels = shape[ax]
+    for pname, value in zip(PARAMETER_NAMES, (gamma, beta, running_mean, running_var)):
+        pshape = tuple(np.shape(value))
+        if pshape != (channels,):
+            raise ValueError(
+                f"{pname}.shape={pshape} must be ({channels},): x.shape[{ax}] = {channels}")
+        pdt = dtype_name(np.asarray(value).dtype)
+        if pdt != "float32":
+            raise TypeError(f"{pname}.dtype={pdt!r} must be 'float32' for x.dtype={name!r}")
+    eps = check_eps(eps)
+    for rname, value in (("min_data", min_data), ("max_data", max_data)):
+        _check_range_value(rname, value)
+    if min_calib_range is None or max_calib_range is None:
+        raise ValueError(
+            f"min_calib_range={min_calib_range!r} and max_calib_range={max_calib_range!r}: "
+            "the quantized path needs both")
+    for rname, value in (("min_calib_range", min_calib_range),
+                         ("max_calib_range", max_calib_range)):
+        _check_range_value(rname, value)
+    check_calib_range(min_calib_range, max_calib_range)
+    if max(abs(float(min_calib_range)), abs(float(max_calib_range))) == 0:
+        raise ValueError(f"min_calib_range={min_calib_range!r} and max_calib_range="
+                         f"{max_calib_range!r}: the output scale 127/max(|min|, |max|) needs "
+                         "a nonzero calibration range")
+    for pname, value in zip(PARAMETER_NAMES, (gamma, beta, running_mean, running_var)):
+        a = np.asarray(value, dtype=np.float64)
+        if not np.all(np.isfinite(a)):
+            bad = float(a[~np.isfinite(a)][0])
+            raise ValueError(f"{pname} holds {bad!r}: the quantized path needs finite "
+                             "parameters (an int8 output of NaN or inf is undefined)")
+    rv = np.asarray(running_var, dtype=np.float64)
+    if np.any(rv + eps <= 0):
+        bad = float(rv[rv + eps <= 0][0])
+        raise ValueError(f"running_var holds {bad!r}: running_var + eps={eps!r} must be > 0 "
+                         "on the quantized path")
+    return name, ax
+
+
+def _check_range_value(name: str, value) -> float:
+    """Return value as a float, or raise ValueError naming it unless it is a finite number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} must be a finite number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name}={value!r} must be a finite number")
+    return number

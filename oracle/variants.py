@@ -33,3 +33,31 @@ def check_variants(variants) -> frozenset[str]:
     if unknown:
         raise ValueError(f"variants={unknown!r} are unknown; known: {sorted(VARIANTS)}")
     return names
+
+#: Named variants of the quantized path (op "qnt", ``oracle.quantized``). Each one is a
+#: difference of MXNet 1.9.1's oneDNN kernel (src/operator/quantization/mkldnn/
+#: mkldnn_quantized_batch_norm.cc) from the spec's formula, pinned down by running it; a
+#: backend declares them in ``Capabilities.quantized_profile``.
+QUANTIZED_VARIANTS: dict[str, str] = {
+    "qnt_slope_eps_twice": "divides the slope w by sqrt(1 + float32(eps)) a second time: the "
+                           "kernel hands oneDNN mean 0 and variance 1 with the same eps",
+    "qnt_shift_127.5": "scales the shift by 127.5/B instead of 127/B (MXNet's "
+                       "kInt8Range = 127.5f), b = (beta - rm g invstd) 127.5 / B",
+    "qnt_uint8_requantized": "rounds uint8 input to int8 first, q8 = rint(q 127.5/255.5) "
+                             "(oneDNN reorder; saturated to -128..127), then uses q8 as "
+                             "int8 input",
+}
+#: MXNet 1.9.1 CPU (oneDNN) as observed: all three (tests/oracle/test_quantized.py,
+#: README "Quantized path").
+MXNET_QUANTIZED_PROFILE: tuple[str, ...] = tuple(QUANTIZED_VARIANTS)
+
+
+def check_quantized_variants(variants) -> frozenset[str]:
+    """Return the quantized variant names as a frozenset, or raise ValueError naming an
+    unknown one."""
+    names = frozenset(variants or ())
+    unknown = sorted(names - QUANTIZED_VARIANTS.keys())
+    if unknown:
+        raise ValueError(f"variants={unknown!r} are unknown quantized variants; known: "
+                         f"{sorted(QUANTIZED_VARIANTS)}")
+    return names
