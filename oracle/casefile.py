@@ -17,6 +17,13 @@ numbers, so the same case always gives the same bytes:
   output dtype, then hi and lo as float64, then cond as float32 rounded up);
 - the last line is ``sha256: <digest of every byte before it>``.
 
+Quantized cases (op ``qnt``, ``oracle.quantized``) add four params (``min_data``,
+``max_data``, ``min_calib_range``, ``max_calib_range``: hex floats; a calibration value may be
+``null`` in an invalid case), take int8/uint8 ``x``, and expect ``out`` (int8: ``rounded`` as
+plain integers, plus ``dist``, the distance to the nearest rounding boundary, per element;
+in the sidecar after cond as float64), ``min_out`` and ``max_out`` (float32, shape [1]). A
+``qnt`` case has either ``expected`` or ``error`` (an invalid call of the quantized path).
+
 ``load_case`` checks, in this order and before it allocates anything large: the file size, the
 final digest line, the absence of YAML anchors/aliases (alias bombs), a safe parse (no
 ``!!python`` tags), every field's presence and type, the schema version, declared sizes against
@@ -38,14 +45,19 @@ import numpy as np
 import yaml
 
 from . import PRECISION_BITS, __version__
-from .api import Expected, output_dtype
-from .flags import BACKWARD_OUTPUTS, DTYPES, FORWARD_OUTPUTS, Flags, numpy_dtype
+from .api import Expected, QuantizedExpected, output_dtype
+from .flags import (BACKWARD_OUTPUTS, DTYPES, FORWARD_OUTPUTS, QUANTIZED_DTYPES,
+                    QUANTIZED_OUTPUTS, Flags, numpy_dtype)
 from .formats import FORMATS, round_float64
 
 SCHEMA = 1
 #: Sidecar bytes per expected element besides `rounded` (in the output dtype's own width):
 #: hi and lo as float64, cond as float32.
 EXPECTED_SIDECAR_BYTES = 8 + 8 + 4
+#: ... and for an expected array with a boundary distance (the quantized ``out``): dist as float64.
+DIST_SIDECAR_BYTES = 8
+#: The quantized path's extra params, in file order.
+QUANTIZED_PARAMS = ("min_data", "max_data", "min_calib_range", "max_calib_range")
 #: Arrays with more elements than this live in the sidecar, not inline.
 INLINE_LIMIT = 4096
 #: Largest element count accepted for one array (a 2 GiB float64 sidecar block); larger
@@ -94,7 +106,7 @@ class Case:
     """One golden case: the call's inputs and flags, and the expected outputs or error."""
 
     id: str
-    op: str  # 'fwd' | 'bwd' | 'err'
+    op: str  # 'fwd' | 'bwd' | 'err' | 'qnt'
     family: str
     summary: str
     path: Path | None
@@ -108,6 +120,8 @@ class Case:
     inputs: dict = field(default_factory=dict)  # name -> numpy array in its dtype
     expected: dict = field(default_factory=dict)  # name -> oracle.api.Expected
     error: ErrorSpec | None = None
+    #: op 'qnt' only: {min_data, max_data, min_calib_range, max_calib_range} (float or None)
+    quantized: dict | None = None
 
     def kwargs(self) -> dict:
         """Return the keyword arguments of the call: eps, momentum, the four flags, axis, cudnn_off."""
@@ -115,6 +129,13 @@ class Case:
                     "use_global_stats": self.flags.use_global_stats,
                     "output_mean_var": self.flags.output_mean_var, "axis": self.axis,
                     "training": self.flags.training, "cudnn_off": self.cudnn_off}
+
+    def quantized_kwargs(self) -> dict:
+        """Return the keyword arguments of a quantized call: those of ``kwargs`` plus
+        min_data, max_data, min_calib_range and max_calib_range."""
+        if self.quantized is None:
+            raise ValueError(f"case {self.id!r} is not a quantized case")
+        return {**self.kwargs(), **self.quantized}
 
 
 def expected_names(op: str, flags: Flags) -> tuple[str, ...]:
@@ -124,7 +145,14 @@ def expected_names(op: str, flags: Flags) -> tuple[str, ...]:
     if op == "fwd":
         return tuple(n for n in FORWARD_OUTPUTS
                      if flags.output_mean_var or n not in ("mean", "invstd"))
+    if op == "qnt":
+        return QUANTIZED_OUTPUTS
     return ()
+
+
+def quantized_output_dtype(name: str) -> str:
+    """Return the dtype of a quantized output: int8 ``out``, float32 ``min_out``/``max_out``."""
+    return "int8" if name == "out" else "float32"
 
 
 def id_matches(pattern: str | None, case_id: str) -> bool:
@@ -225,6 +253,10 @@ def _shape_text(shape) -> str:
     return "[" + ", ".join(str(int(n)) for n in shape) + "]"
 
 
+def _param_hex(value) -> str:
+    return "null" if value is None else _quote(hex_float(float(value), strip=False))
+
+
 def _data_items(a: np.ndarray) -> list[str]:
     if a.dtype.kind in "biu":
         return [str(int(v)) for v in np.ravel(a).astype(np.int64)]
@@ -263,8 +295,14 @@ def render_case(case: Case, command: str = DEFAULT_COMMAND) -> dict[str, bytes]:
            f"  output_mean_var: {_bool(case.flags.output_mean_var)}\n",
            f"  eps: {_quote(hex_float(case.eps, strip=False))}\n",
            f"  momentum: {_quote(hex_float(case.momentum, strip=False))}\n",
-           f"  cudnn_off: {_bool(case.cudnn_off)}\n",
-           "inputs:\n"]
+           f"  cudnn_off: {_bool(case.cudnn_off)}\n"]
+    if case.op == "qnt":
+        if set(case.quantized or ()) != set(QUANTIZED_PARAMS):
+            raise ValueError(f"case {case.id!r}: a qnt case needs quantized={QUANTIZED_PARAMS}")
+        out += [f"  {name}: {_param_hex(case.quantized[name])}\n" for name in QUANTIZED_PARAMS]
+    elif case.quantized is not None:
+        raise ValueError(f"case {case.id!r}: only a qnt case has quantized params")
+    out.append("inputs:\n")
     sidecar = bytearray()
     for name in INPUT_NAMES:
         if name not in case.inputs:
@@ -280,9 +318,9 @@ def render_case(case: Case, command: str = DEFAULT_COMMAND) -> dict[str, bytes]:
     unknown = set(case.inputs) - set(INPUT_NAMES)
     if unknown:
         raise ValueError(f"inputs={sorted(unknown)!r} are not input names {INPUT_NAMES}")
-    if case.op == "err":
+    if case.op == "err" or (case.op == "qnt" and case.error is not None):
         if case.error is None or case.expected:
-            raise ValueError(f"case {case.id!r}: an err case has an error and no expected")
+            raise ValueError(f"case {case.id!r}: an invalid case has an error and no expected")
         out.append(f"error:\n  exception: {_token_class(case.error.exception)}\n"
                    f"  match: {_quote(case.error.match)}\n")
     else:
@@ -318,8 +356,12 @@ def _render_expected(e: Expected, name: str, sidecar: bytearray) -> str:
     hi = np.ravel(np.asarray(e.hi, dtype=np.float64))
     lo = np.ravel(np.asarray(e.lo, dtype=np.float64))
     cond = np.ravel(np.asarray(e.cond, dtype=np.float64))
+    dist = (np.ravel(np.asarray(e.dist, dtype=np.float64))
+            if isinstance(e, QuantizedExpected) else None)
     if not rounded.size == hi.size == lo.size == cond.size:
         raise ValueError(f"expected {name!r}: rounded, hi, lo, cond differ in size")
+    if dist is not None and dist.size != rounded.size:
+        raise ValueError(f"expected {name!r}: dist and rounded differ in size")
     head = (f"  {name}:\n    dtype: {_token(e.dtype, name + '.dtype')}\n"
             f"    shape: {_shape_text(e.shape)}\n")
     if rounded.size > INLINE_LIMIT:
@@ -330,15 +372,22 @@ def _render_expected(e: Expected, name: str, sidecar: bytearray) -> str:
                           np.nextafter(cond32, np.float32(np.inf)), cond32)
         block = b"".join([_raw_bits(rounded.astype(numpy_dtype(e.dtype))),
                           hi.astype("<f8").tobytes(), lo.astype("<f8").tobytes(),
-                          cond32.astype("<f4").tobytes()])
+                          cond32.astype("<f4").tobytes()]
+                         + ([dist.astype("<f8").tobytes()] if dist is not None else []))
         head += f"    sidecar: {{offset: {len(sidecar)}, count: {rounded.size}}}\n"
         sidecar += block
         return head
-    r = [_quote(hex_float(v)) for v in rounded.tolist()]
+    if np.dtype(numpy_dtype(e.dtype)).kind in "iu":
+        r = [str(int(v)) for v in rounded.tolist()]
+    else:
+        r = [_quote(hex_float(v)) for v in rounded.tolist()]
     v = [_quote(decimal_value(h, l)) for h, l in zip(hi.tolist(), lo.tolist())]
     c = [yaml_float(v) for v in cond.tolist()]
-    return "".join([head, _flow(r, 4, "rounded"), "\n", _flow(v, 4, "value"), "\n",
-                    _flow(c, 4, "cond"), "\n"])
+    text = [head, _flow(r, 4, "rounded"), "\n", _flow(v, 4, "value"), "\n",
+            _flow(c, 4, "cond"), "\n"]
+    if dist is not None:
+        text += [_flow([yaml_float(d) for d in dist.tolist()], 4, "dist"), "\n"]
+    return "".join(text)
 
 
 def write_case(case: Case, directory, command: str = DEFAULT_COMMAND) -> Path:
@@ -456,9 +505,12 @@ class _Reader:
         if schema != SCHEMA:
             self.fail("schema", f"schema={schema!r} is not supported (this loader reads {SCHEMA})")
         op = self.get(doc, "op", str, "")
-        if op not in ("fwd", "bwd", "err"):
-            self.fail("op", f"op={op!r} must be fwd, bwd or err")
-        body = "error" if op == "err" else "expected"
+        if op not in ("fwd", "bwd", "err", "qnt"):
+            self.fail("op", f"op={op!r} must be fwd, bwd, err or qnt")
+        body = "error" if op == "err" or (op == "qnt" and "error" in doc) else "expected"
+        if op == "qnt" and "error" in doc and "expected" in doc:
+            self.fail("<top>", "a qnt case has either expected or error, not both")
+        invalid = body == "error"
         top = ("schema", "id", "op", "family", "summary", "oracle", "params", "inputs", body,
                "sha256")
         self.keys(doc, top + ("sidecar",), top, "")
@@ -472,11 +524,11 @@ class _Reader:
                   "oracle")
         self.get(oracle_info, "version", str, "oracle")
         self.get(oracle_info, "precision_bits", int, "oracle")
-        params = self.params(self.get(doc, "params", dict, ""))
+        params = self.params(self.get(doc, "params", dict, ""), op, invalid)
         sidecar = self.sidecar(doc.get("sidecar"), case_id)
-        inputs = self.inputs(self.get(doc, "inputs", dict, ""), op, params, sidecar)
+        inputs = self.inputs(self.get(doc, "inputs", dict, ""), op, params, sidecar, invalid)
         expected, error = {}, None
-        if op == "err":
+        if invalid:
             err = self.get(doc, "error", dict, "")
             self.keys(err, ("exception", "match"), ("exception", "match"), "error")
             exc = self.get(err, "exception", str, "error")
@@ -489,19 +541,30 @@ class _Reader:
                     dtype=params["dtype"], shape=params["shape"], axis=params["axis"],
                     flags=params["flags"], eps=params["eps"], momentum=params["momentum"],
                     cudnn_off=params["cudnn_off"], inputs=inputs, expected=expected,
-                    error=error)
+                    error=error, quantized=params["quantized"])
 
-    def params(self, p: dict) -> dict:
+    def params(self, p: dict, op: str, invalid: bool) -> dict:
         names = ("dtype", "shape", "axis", "training", "fix_gamma", "use_global_stats",
                  "output_mean_var", "eps", "momentum", "cudnn_off")
+        if op == "qnt":
+            names += QUANTIZED_PARAMS
         self.keys(p, names, names, "params")
         dtype = self.dtype(self.get(p, "dtype", str, "params"), "params.dtype")
         shape = self.shape(self.get(p, "shape", list, "params"), "params.shape")
         flags = Flags(*(self.get(p, k, bool, "params") for k in names[3:7]))
+        quantized = None
+        if op == "qnt":
+            quantized = {}
+            for key in QUANTIZED_PARAMS:
+                if p.get(key, "") is None and invalid and "calib" in key:
+                    quantized[key] = None  # an invalid call may leave a calibration value out
+                else:
+                    quantized[key] = self.hex_scalar(p, key)
         return {"dtype": dtype, "shape": shape, "axis": self.get(p, "axis", int, "params"),
                     "flags": flags, "eps": self.hex_scalar(p, "eps"),
                     "momentum": self.hex_scalar(p, "momentum"),
-                    "cudnn_off": self.get(p, "cudnn_off", bool, "params")}
+                    "cudnn_off": self.get(p, "cudnn_off", bool, "params"),
+                    "quantized": quantized}
 
     def hex_scalar(self, p: dict, key: str) -> float:
         text = self.get(p, key, str, "params")
@@ -565,9 +628,14 @@ class _Reader:
                 if isinstance(spec, dict) and "sidecar" in spec:
                     where = f"{section}.{name}"
                     dtype, _, count = self.array_head(spec, where, ("data", "rounded", "value",
-                                                                    "cond"))
-                    total += count * (per_element + numpy_dtype(dtype).itemsize)
+                                                                    "cond", "dist"))
+                    extra = DIST_SIDECAR_BYTES if self.has_dist(section, name) else 0
+                    total += count * (per_element + extra + numpy_dtype(dtype).itemsize)
         return total
+
+    def has_dist(self, section: str, name: str) -> bool:
+        """Return True for the expected array that carries a boundary distance (qnt out)."""
+        return section == "expected" and name == "out" and self.doc.get("op") == "qnt"
 
     def array_head(self, spec, where: str, payload_keys) -> tuple[str, tuple, int]:
         if not isinstance(spec, dict):
@@ -593,18 +661,18 @@ class _Reader:
                       f"offset={offset} + {nbytes} bytes exceeds the sidecar's {len(blob)}")
         return memoryview(blob)[offset: offset + nbytes]
 
-    def inputs(self, spec: dict, op: str, params: dict, sidecar) -> dict:
+    def inputs(self, spec: dict, op: str, params: dict, sidecar, invalid: bool) -> dict:
         names = INPUT_NAMES[:5] + (("dy",) if op == "bwd" else ())
-        if op == "err":
-            self.keys(spec, INPUT_NAMES, ("x",), "inputs")
+        if invalid:
+            self.keys(spec, INPUT_NAMES if op == "err" else names, ("x",), "inputs")
         else:
             self.keys(spec, names, names, "inputs")
         out = {}
         for name in INPUT_NAMES:
             if name in spec:
                 out[name] = self.input_array(spec[name], f"inputs.{name}", sidecar)
-        if op != "err":
-            self.check_call_shapes(out, params)
+        if not invalid:
+            self.check_call_shapes(out, params, op)
         return out
 
     def input_array(self, spec, where: str, sidecar) -> np.ndarray:
@@ -655,10 +723,12 @@ class _Reader:
             v = float(values[np.flatnonzero(bad)[0]])
             self.fail(where, f"value {hex_float(v)} is not representable in {dtype}")
 
-    def check_call_shapes(self, inputs: dict, params: dict) -> None:
+    def check_call_shapes(self, inputs: dict, params: dict, op: str) -> None:
         shape, dtype = params["shape"], params["dtype"]
-        if dtype not in DTYPES:
-            self.fail("params.dtype", f"dtype={dtype!r}: a fwd/bwd case needs a float data dtype")
+        data_dtypes = QUANTIZED_DTYPES if op == "qnt" else DTYPES
+        if dtype not in data_dtypes:
+            self.fail("params.dtype", f"dtype={dtype!r}: a {op} case needs a data dtype of "
+                      f"{list(data_dtypes)}")
         x = inputs["x"]
         if x.shape != shape or x.dtype != numpy_dtype(dtype):
             self.fail("inputs.x", f"x is {x.dtype.name}{list(x.shape)}, params say "
@@ -666,7 +736,7 @@ class _Reader:
         if len(shape) < 2 or not -len(shape) <= params["axis"] < len(shape):
             self.fail("params.axis", f"axis={params['axis']} is invalid for shape {list(shape)}")
         channels = shape[params["axis"]]
-        pdtype = numpy_dtype(DTYPES[dtype].param)
+        pdtype = numpy_dtype(data_dtypes[dtype].param)
         for name in ("gamma", "beta", "running_mean", "running_var"):
             a = inputs[name]
             if a.shape != (channels,) or a.dtype != pdtype:
@@ -683,41 +753,69 @@ class _Reader:
         channels = params["shape"][params["axis"]]
         for name in names:
             where = f"expected.{name}"
-            dtype, shape, count = self.array_head(spec[name], where, ("rounded", "value", "cond"))
-            want_dtype = output_dtype(name, params["dtype"])
-            want_shape = params["shape"] if name in ("y", "dx") else (channels,)
+            dist = self.has_dist("expected", name)
+            dtype, shape, count = self.array_head(spec[name], where, ("rounded", "value", "cond")
+                                                  + (("dist",) if dist else ()))
+            if op == "qnt":
+                want_dtype = quantized_output_dtype(name)
+                want_shape = params["shape"] if name == "out" else (1,)
+            else:
+                want_dtype = output_dtype(name, params["dtype"])
+                want_shape = params["shape"] if name in ("y", "dx") else (channels,)
             if dtype != want_dtype or shape != tuple(want_shape):
                 self.fail(where, f"is {dtype}{list(shape)}, must be {want_dtype}{list(want_shape)}")
-            out[name] = self.expected_array(spec[name], name, where, dtype, shape, count, sidecar)
+            out[name] = self.expected_array(spec[name], name, where, dtype, shape, count, sidecar,
+                                            dist)
         return out
 
-    def expected_array(self, spec, name, where, dtype, shape, count, sidecar) -> Expected:
+    def expected_array(self, spec, name, where, dtype, shape, count, sidecar,
+                       with_dist: bool = False) -> Expected:
+        keys = ("rounded", "value", "cond") + (("dist",) if with_dist else ())
+        np_dtype = numpy_dtype(dtype)
         if "sidecar" in spec:
-            if any(k in spec for k in ("rounded", "value", "cond")):
+            if any(k in spec for k in keys):
                 self.fail(where, "has both a sidecar and inline data")
-            size = numpy_dtype(dtype).itemsize
+            size = np_dtype.itemsize
+            extra = DIST_SIDECAR_BYTES if with_dist else 0
             raw = self.block(spec, where, sidecar, count,
-                             (size + EXPECTED_SIDECAR_BYTES) * count)
-            bits = np.frombuffer(raw[:size * count], dtype=f"<u{size}").astype(f"u{size}")
-            rounded = bits.view(numpy_dtype(dtype)).astype(np.float64).reshape(shape)
+                             (size + EXPECTED_SIDECAR_BYTES + extra) * count)
+            if np_dtype.kind in "iu":
+                rounded = np.frombuffer(raw[:size * count], dtype=np_dtype.newbyteorder("<"))
+            else:
+                bits = np.frombuffer(raw[:size * count], dtype=f"<u{size}").astype(f"u{size}")
+                rounded = bits.view(np_dtype)
+            rounded = rounded.astype(np.float64).reshape(shape)
             hi, lo = (np.frombuffer(raw[size * count + 8 * count * i:
                                         size * count + 8 * count * (i + 1)], dtype="<f8")
                       .astype(np.float64).reshape(shape) for i in (0, 1))
-            cond = np.frombuffer(raw[(size + 16) * count:], dtype="<f4").astype(
+            cond = np.frombuffer(raw[(size + 16) * count:(size + 20) * count], dtype="<f4").astype(
                 np.float64).reshape(shape)
+            dist = (np.frombuffer(raw[(size + 20) * count:], dtype="<f8").astype(np.float64)
+                    .reshape(shape) if with_dist else None)
         else:
-            for key in ("rounded", "value", "cond"):
+            for key in keys:
                 items = self.get(spec, key, list, where)
                 if len(items) != count:
                     self.fail(f"{where}.{key}", f"has {len(items)} values, the shape "
                               f"{list(shape)} needs {count}")
-            rounded = self.float_data(spec["rounded"], f"{where}.rounded").reshape(shape)
+            if np_dtype.kind in "iu":
+                rounded = self.int_data(spec["rounded"], np_dtype, f"{where}.rounded")
+                rounded = rounded.astype(np.float64).reshape(shape)
+            else:
+                rounded = self.float_data(spec["rounded"], f"{where}.rounded").reshape(shape)
             hi, lo = self.values(spec["value"], f"{where}.value")
             hi, lo = hi.reshape(shape), lo.reshape(shape)
             cond = self.conds(spec["cond"], f"{where}.cond").reshape(shape)
+            dist = (self.conds(spec["dist"], f"{where}.dist").reshape(shape)
+                    if with_dist else None)
         self.representable(rounded, dtype, f"{where}.rounded")
         if np.any(cond < 0):
             self.fail(f"{where}.cond", "condition scales must be >= 0")
+        if with_dist:
+            if not np.all(dist >= 0):
+                self.fail(f"{where}.dist", "boundary distances must be >= 0")
+            return QuantizedExpected(name=name, dtype=dtype, hi=hi, lo=lo, rounded=rounded,
+                                     cond=cond, dist=dist)
         return Expected(name=name, dtype=dtype, hi=hi, lo=lo, rounded=rounded, cond=cond)
 
     def values(self, items: list, where: str) -> tuple[np.ndarray, np.ndarray]:

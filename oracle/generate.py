@@ -1,6 +1,7 @@
 """Generate the golden case files: ``python -m oracle.generate [options]``.
 
-Default: every case of ``oracle.plan.default_plan()`` into ``cases/``, plus ``cases/INDEX.md``;
+Default: every case of ``oracle.plan.default_plan()`` and of the quantized path
+(``oracle.plan.quantized_plan()``) into ``cases/``, plus ``cases/INDEX.md``;
 case files no longer planned (``<op>_*.yaml`` / ``.bin`` in that folder) are removed.
 
     python -m oracle.generate                     # write cases/ (and INDEX.md)
@@ -31,7 +32,8 @@ from .casefile import DEFAULT_COMMAND, Case, id_matches, render_case
 from .flags import DTYPES
 from .index import render_index
 from .inputs import make_inputs, round_to
-from .plan import CaseSpec, default_plan, user_plan
+from .plan import CaseSpec, default_plan, quantized_plan, user_plan
+from .quantized_inputs import make_quantized_inputs
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "cases"
 #: Files the generator owns in an output folder: case files and sidecars of any op.
@@ -98,11 +100,65 @@ def check_error(spec: CaseSpec, inputs: dict) -> None:
     raise AssertionError(f"{spec.id}: oracle.evaluate accepted an invalid input")
 
 
+def quantized_error_inputs(spec: CaseSpec) -> dict[str, np.ndarray]:
+    """Return the inputs of an invalid quantized call: valid qnormal data with spec.defect
+    applied. Defects: x_float / x_dtype (x converted to spec.dtype), param_dtype (the four
+    parameters in float64), gamma_length (one more element), rank (x of rank 1); the calib,
+    axis and eps defects are values of the spec."""
+    shape = spec.shape
+    dtype = spec.dtype if spec.dtype in ("int8", "uint8") else "int8"
+    axis = spec.axis if -len(shape) <= spec.axis < len(shape) else 1 % len(shape)
+    base = make_quantized_inputs("qnormal", dtype, shape, axis, "sym", seed=spec.seed,
+                                 key=spec.id)
+    if spec.defect in ("x_float", "x_dtype"):
+        base["x"] = base["x"].astype(spec.dtype)
+    elif spec.defect == "param_dtype":
+        for name in validate.PARAMETER_NAMES:
+            base[name] = base[name].astype(np.float64)
+    elif spec.defect == "gamma_length":
+        base["gamma"] = np.concatenate([base["gamma"], base["gamma"][:1]])
+    return base
+
+
+def quantized_kwargs(spec: CaseSpec) -> dict:
+    """Return the keyword arguments of the quantized call of a qnt spec."""
+    names = ("min_data", "max_data", "min_calib_range", "max_calib_range")
+    return {"eps": spec.eps, "axis": spec.axis, **dict(zip(names, spec.quantized))}
+
+
+def check_quantized_error(spec: CaseSpec, inputs: dict) -> None:
+    """Raise AssertionError unless oracle.evaluate_quantized rejects the call as planned."""
+    args = [inputs[n] for n in ("x",) + validate.PARAMETER_NAMES]
+    try:
+        oracle.evaluate_quantized(*args, **quantized_kwargs(spec))
+    except (ValueError, TypeError) as exc:
+        if type(exc).__name__ != spec.error.exception or spec.error.match not in str(exc):
+            raise AssertionError(f"{spec.id}: oracle raised {type(exc).__name__}({exc}), the "
+                                 f"plan expects {spec.error.exception} matching "
+                                 f"{spec.error.match!r}") from exc
+        return
+    raise AssertionError(f"{spec.id}: oracle.evaluate_quantized accepted an invalid call")
+
+
 def build_case(spec: CaseSpec) -> tuple[Case, float]:
     """Return (the Case of a spec, seconds spent in oracle.evaluate)."""
     seconds = 0.0
     expected = {}
-    if spec.op == "err":
+    quantized = None
+    if spec.op == "qnt":
+        names = ("min_data", "max_data", "min_calib_range", "max_calib_range")
+        quantized = dict(zip(names, spec.quantized))
+    if spec.op == "qnt" and spec.error is not None:
+        inputs = quantized_error_inputs(spec)
+        check_quantized_error(spec, inputs)
+    elif spec.op == "qnt":
+        inputs = make_quantized_inputs(spec.family, spec.dtype, spec.shape, spec.axis,
+                                       spec.ranges, seed=spec.seed, key=spec.id)
+        start = time.perf_counter()
+        expected = oracle.evaluate_quantized(
+            *(inputs[n] for n in ("x",) + validate.PARAMETER_NAMES), **quantized_kwargs(spec))
+        seconds = time.perf_counter() - start
+    elif spec.op == "err":
         inputs = error_inputs(spec)
         check_error(spec, inputs)
     else:
@@ -119,7 +175,7 @@ def build_case(spec: CaseSpec) -> tuple[Case, float]:
     case = Case(id=spec.id, op=spec.op, family=spec.family, summary=spec.summary, path=None,
                 dtype=spec.dtype, shape=tuple(spec.shape), axis=spec.axis, flags=spec.flags,
                 eps=float(spec.eps), momentum=float(spec.momentum), cudnn_off=spec.cudnn_off,
-                inputs=inputs, expected=dict(expected), error=spec.error)
+                inputs=inputs, expected=dict(expected), error=spec.error, quantized=quantized)
     return case, seconds
 
 
@@ -127,7 +183,7 @@ def _render(task: tuple[CaseSpec, str]) -> tuple[str, dict[str, bytes], int, flo
     """Worker: return (id, files, elements given to the oracle, oracle seconds)."""
     spec, command = task
     case, seconds = build_case(spec)
-    elements = spec.elements if spec.op != "err" else 0
+    elements = spec.elements if spec.op != "err" and spec.error is None else 0
     return spec.id, render_case(case, command), elements, seconds
 
 
@@ -246,7 +302,7 @@ def main(argv=None) -> int:
             return 2
         command, out, owns_folder = user_command(args), args.out, False
     else:
-        specs = default_plan()
+        specs = default_plan() + quantized_plan()
         command, out, owns_folder = DEFAULT_COMMAND, args.out or DEFAULT_OUT, True
     specs = [s for s in specs if id_matches(args.filter, s.id)]
     rendered, stats = render_all(specs, args.jobs, command, progress=sys.stderr.isatty())
