@@ -37,6 +37,17 @@ in the parameter dtype (float32 for 16-bit data).
 
 Layout: x is viewed as [..., C] (np.moveaxis, channel axis last), so per-channel vectors of
 shape [C] broadcast against it and every statistic reduces over all axes but the last.
+
+Quantized path (``quantized``, spec "Quantized path", oracle/quantized.py): per channel, in
+float64, with A = max(|min_data|, |max_data|) and B = max(|min_calib_range|,
+|max_calib_range|)::
+
+    r = 1/sqrt(running_var + eps),  w = gamma r A / B,  b = (beta - running_mean gamma r) 127/B
+    out = clip(rint(w q' + b), -128, 127)    q' = q (int8) or q 127/255 (uint8); rint: ties to even
+    min_out, max_out = min_calib_range, max_calib_range as float32 arrays of shape (1,)
+
+float64 keeps every result within about 2**-50 cond of the exact value (far inside the
+integer rule), and where the formula is exact in float32 it is exact in float64 too.
 """
 from __future__ import annotations
 
@@ -47,7 +58,7 @@ import numpy as np
 from conformance.adapter import ALL_DTYPES, Capabilities
 from oracle.flags import DTYPES, numpy_dtype
 from oracle.formats import FORMATS, round_float64
-from oracle.validate import check_arguments
+from oracle.validate import check_arguments, check_quantized_arguments
 
 
 def to_dtype(values, dtype: str) -> np.ndarray:
@@ -84,12 +95,10 @@ class NumpyBackend:
     name = "numpy"
     version = f"0.1.0 (numpy {np.__version__})"
     capabilities = Capabilities(dtypes=ALL_DTYPES, forward=True, backward=True,
-                                quantized=False, device="cpu")
+                                quantized=True, device="cpu")
 
     def supports(self, case) -> str | None:
-        """Return None for every float case; the quantized path is not implemented."""
-        if getattr(case, "op", None) == "qnt":
-            return "the numpy backend has no quantized path"
+        """Return None: every case, the quantized ones included."""
         return None
 
     # --- the operator -------------------------------------------------------------------
@@ -157,14 +166,16 @@ class NumpyBackend:
 
     def statistics(self, xs, running_mean, running_var, dtype, eps, *, batch):
         """Return (mean, var, invstd) per channel, float64 [C]; var is the biased batch
-        variance, or None with running stats. With batch stats invstd = 0 where
-        var + DType(eps) = 0 (a constant channel with eps = 0): no division by zero."""
+        variance, or None with running stats. With batch stats invstd is defined as 0 where
+        var = 0 and eps = 0 (the spec); an eps > 0 that rounds to 0 in the data dtype gives
+        1/sqrt(0) = inf, as MXNet's VARIANCE_TO_INVSTD does."""
         e = float(round_float64(eps, FORMATS[dtype]))  # DType(eps)
         if not batch:
             mean = running_mean.astype(np.float64)
             return mean, None, self.invstd(running_var.astype(np.float64), e)
         mean, var = self.batch_moments(xs)
-        invstd = np.where(var + e == 0, 0.0, self.invstd(var, e))
+        with np.errstate(divide="ignore"):
+            invstd = np.where((var == 0) & (eps == 0), 0.0, self.invstd(var, e))
         return mean, var, invstd
 
     def batch_moments(self, xs):
@@ -203,6 +214,31 @@ class NumpyBackend:
         param = DTYPES[dtype].param
         running_mean[...] = to_dtype(new_mean, param)
         running_var[...] = to_dtype(new_var, param)
+
+
+    # --- the quantized path ---------------------------------------------------------------
+
+    def quantized(self, x, gamma, beta, running_mean, running_var, *, min_data, max_data,
+                  min_calib_range, max_calib_range, eps, axis, **flags) -> dict[str, np.ndarray]:
+        """Return int8 out and float32 min_out/max_out (shape (1,)); see the module doc.
+        The float operator's flags (momentum, fix_gamma, ...) are accepted and ignored."""
+        dtype, ax = check_quantized_arguments(
+            x, gamma, beta, running_mean, running_var, axis=axis, eps=eps, min_data=min_data,
+            max_data=max_data, min_calib_range=min_calib_range, max_calib_range=max_calib_range)
+        f32 = lambda v: float(np.float32(v))  # noqa: E731 - MXNet holds the ranges as float
+        a = max(abs(f32(min_data)), abs(f32(max_data)))
+        b_scale = max(abs(f32(min_calib_range)), abs(f32(max_calib_range)))
+        r = 1.0 / np.sqrt(running_var.astype(np.float64) + float(eps))
+        g = gamma.astype(np.float64)
+        w = g * r * a / b_scale
+        b = (beta.astype(np.float64) - running_mean.astype(np.float64) * g * r) * 127 / b_scale
+        q = channels_last(x, ax)
+        if dtype == "uint8":
+            q = q * 127 / 255
+        out = np.clip(np.rint(q * w + b), -128, 127).astype(np.int8)
+        return {"out": np.moveaxis(out, -1, ax),
+                "min_out": np.array([min_calib_range], dtype=np.float32),
+                "max_out": np.array([max_calib_range], dtype=np.float32)}
 
 
 def factory() -> NumpyBackend:

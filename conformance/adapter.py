@@ -26,6 +26,13 @@ with the names and meanings of ``mxnet.npx.batch_norm``. A complete adapter::
 
 and ``pytest conformance/ --backend mypackage.mymodule:factory``.
 
+A backend with ``Capabilities(quantized=True)`` also implements ``quantized``, MXNet's
+``_contrib_quantized_batch_norm``: int8/uint8 ``x``, float32 parameters, the data's float
+range (min_data, max_data) and the output's calibration range (min_calib_range,
+max_calib_range; both required, min <= max), returning int8 ``out`` and float32
+``min_out``/``max_out`` of shape (1,) (spec "Quantized path"; the oracle is
+oracle/quantized.py). The float operator's other flags are passed too; they have no effect.
+
 Inputs are the harness's own copies: a backend may update running_mean/running_var (and,
 with fix_gamma, gamma) in place as MXNet does, and must return the running statistics it
 ends with. On invalid input a backend raises (ValueError or TypeError, naming the parameter
@@ -54,6 +61,9 @@ class Capabilities:
     device: str = "cpu"
     #: Known, documented differences from MXNet CPU semantics (names of oracle variants).
     profile: tuple[str, ...] = field(default_factory=tuple)
+    #: Known differences of the quantized path from the spec's formula (names of
+    #: oracle.variants.QUANTIZED_VARIANTS; MXNet 1.9.1 follows MXNET_QUANTIZED_PROFILE).
+    quantized_profile: tuple[str, ...] = field(default_factory=tuple)
 
 
 @runtime_checkable
@@ -89,5 +99,20 @@ class Backend(Protocol):
         ...
 
 
+    def quantized(self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                  running_mean: np.ndarray, running_var: np.ndarray, *, min_data: float,
+                  max_data: float, min_calib_range: float | None,
+                  max_calib_range: float | None, eps: float, axis: int,
+                  **flags: Any) -> dict[str, np.ndarray]:
+        """The quantized forward (only with ``capabilities.quantized``). Returns ``out``
+        (int8, x's shape), ``min_out`` and ``max_out`` (float32, shape (1,)). ``flags``:
+        momentum, fix_gamma, use_global_stats, output_mean_var, training, cudnn_off, which
+        the quantized operator accepts and ignores. Invalid calls raise as ``forward``
+        does (a missing calibration value or min > max: ValueError naming it)."""
+        ...
+
+
 FORWARD_KWARGS = ("eps", "momentum", "fix_gamma", "use_global_stats", "output_mean_var",
                   "axis", "training", "cudnn_off")
+QUANTIZED_KWARGS = FORWARD_KWARGS + ("min_data", "max_data", "min_calib_range",
+                                     "max_calib_range")

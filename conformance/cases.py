@@ -61,8 +61,14 @@ def capability_reason(caps: Capabilities, case) -> str | None:
         if "dy" in case.inputs and not caps.backward:
             return "it has no backward"
         return None if caps.forward else "it has no forward"
-    if case.op == "qnt" and not caps.quantized:
-        return "it has no quantized path"
+    if case.op == "qnt":  # int8/uint8 data (or an invalid dtype): only rank and the path
+        if not caps.quantized:
+            return "it has no quantized path"
+        rank = len(case.shape)
+        if case.error is None and (rank < caps.min_rank or (caps.max_rank is not None
+                                                            and rank > caps.max_rank)):
+            return f"rank {rank} is outside its ranks {caps.min_rank}..{caps.max_rank or 'any'}"
+        return None
     if case.op == "bwd" and not caps.backward:
         return "it has no backward"
     if case.op == "fwd" and not caps.forward:

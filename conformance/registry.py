@@ -103,6 +103,7 @@ def check_backend(backend: object, spec: str) -> None:
         missing.append("capabilities (a conformance.adapter.Capabilities)")
     caps = getattr(backend, "capabilities", None)
     methods = ["supports", "forward"] + (["backward"] if getattr(caps, "backward", True) else [])
+    methods += ["quantized"] if getattr(caps, "quantized", False) else []
     missing += [f"{m}()" for m in methods if not callable(getattr(backend, m, None))]
     if missing:
         raise BackendError(

@@ -12,9 +12,12 @@ def fresh_inputs(case) -> dict[str, np.ndarray]:
 
 
 def call_backend(backend, case, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Return the outputs of one backend call on inputs: backward when the case has a
-    head gradient dy (a training step), forward otherwise."""
+    """Return the outputs of one backend call on inputs: ``quantized`` for a quantized case
+    (op "qnt", valid or not), backward when the case has a head gradient dy (a training
+    step), forward otherwise."""
     args = [inputs[name] for name in INPUT_ORDER]
+    if case.op == "qnt":
+        return backend.quantized(*args, **case.quantized_kwargs())
     if "dy" in inputs:
         return backend.backward(*args, inputs["dy"], **case.kwargs())
     return backend.forward(*args, **case.kwargs())

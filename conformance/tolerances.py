@@ -125,6 +125,65 @@ def check_table(table: dict[tuple[str, str, str], Limit]) -> None:
 check_table(TABLE)
 
 
+# --- the quantized path's integer output (op "qnt") ------------------------------------------
+#
+# The int8 ``out`` is an integer: exact, or off by one ONLY where the oracle shows that the
+# exact pre-rounding value v lies near the rounding boundary between the two integers:
+#
+#     got == rounded                                               always passes;
+#     |got - rounded| == 1, got on the side of v's nearest boundary,
+#         and dist <= limit * u_f32 * cond                         passes (near a boundary);
+#     anything else, and any miss where cond == 0                  fails.
+#
+# dist = |v - nearest boundary k + 1/2| and cond (the magnitude of the terms a float32
+# evaluation rounds) are stored per element in the case (oracle.quantized); u_f32 = 2**-24.
+# A result reported in tolerance units is dist / (u_f32 cond) for an accepted off-by-one.
+
+QUANTIZED_OUTPUTS = ("out",)
+#: The unit roundoff the quantized limits are counted in: float32, the precision of the
+#: int8 kernels' arithmetic (MXNet/oneDNN, and every vectorized implementation).
+QUANTIZED_UNIT = 2.0**-24
+
+QUANTIZED_TABLE: dict[tuple[str, str], Limit] = {
+    ("strict", "out"): Limit(
+        8.0,
+        "a float32 evaluation of the folded formula rounds r, w and b (a few operations "
+        "each) and w q + b once more: its value is within a few u_f32 cond of v, so it can "
+        "round to the other neighbour only when v is that close to the boundary; exact "
+        "elsewhere, and exact where cond is 0 (every step exact in float32, ties included)",
+    ),
+    ("framework", "out"): Limit(
+        64.0,
+        "frameworks fold the parameters in float32 in their own order (MXNet: invstd "
+        "rounded from double, w and b in 3 and 5 float32 operations, oneDNN's own scale "
+        "and shift, then an fma): tens of roundings of the same magnitudes",
+    ),
+}
+
+
+def check_quantized_table(table: dict[tuple[str, str], Limit]) -> None:
+    """Return None if the quantized table covers every (profile, output) with a positive
+    limit and a reason; raise ValueError naming the first gap otherwise."""
+    for key in ((p, o) for p in PROFILES for o in QUANTIZED_OUTPUTS):
+        limit = table.get(key)
+        if limit is None or not limit.units > 0 or not limit.reason.strip():
+            raise ValueError(f"quantized tolerance row {key!r}={limit!r} needs units > 0 "
+                             "and a reason")
+
+
+check_quantized_table(QUANTIZED_TABLE)
+
+
+def quantized_limit_for(profile: str, output: str = "out") -> Limit:
+    """Return the Limit of the quantized path's integer output under profile."""
+    check_profile(profile)
+    try:
+        return QUANTIZED_TABLE[(profile, output)]
+    except KeyError:
+        raise ValueError(f"no quantized tolerance for output={output!r}: outputs are "
+                         f"{QUANTIZED_OUTPUTS}") from None
+
+
 def check_profile(profile: str) -> str:
     """Return profile if it is a known tolerance profile, else raise ValueError naming it."""
     if profile not in PROFILES:
