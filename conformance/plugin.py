@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from . import cases, deviations, registry, reports
+from . import cases, deviations, profiles, registry, reports
 from .suite import CaseCheck, SuiteState
 from .tolerances import DEFAULT_PROFILE, PROFILES
 
@@ -85,6 +85,11 @@ def _build_state(config: pytest.Config) -> SuiteState:
         resolved = registry.resolve(config.getoption("backend"))
     except registry.BackendError as exc:
         raise pytest.UsageError(f"bn-conformance: {exc}") from None
+    try:  # the declared semantic profile must name variants the oracle computes
+        profiles.declared(resolved.backend)
+    except ValueError as exc:
+        raise pytest.UsageError(f"bn-conformance: backend {resolved.backend.name!r}: "
+                                f"Capabilities.profile: {exc}") from None
     option = config.getoption("cases")
     try:
         cases_dir = cases.check_cases_dir(option or cases.DEFAULT_CASES_DIR)

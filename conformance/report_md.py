@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 
 from oracle.flags import ALL_FLAGS, DTYPES
 
+from .profiles import markdown_lines
 from .reports import OUTCOMES
 
 JUDGED = ("pass", "fail", "xfail", "xpass")  # outcomes whose numbers count
@@ -76,6 +77,7 @@ def render(doc: dict) -> str:
              f"# Conformance report: {backend['name']}", ""]
     lines += _table(["", ""], [[k, f"`{v}`" if k == "command" else str(v)]
                                for k, v in _environment_rows(env)])
+    lines += markdown_lines(doc)  # the declared semantic profile (conformance/profiles.py)
     lines += ["", "## Counts", ""]
     per_test = defaultdict(Counter)
     for r in results:
@@ -114,6 +116,8 @@ def _failures(results) -> list[str]:
     for r in bad:
         message = (r.get("message") or r.get("reason") or "").replace("|", "\\|")
         lines.append(f"- `{r.get('id') or r['nodeid']}` ({r.get('test')}): {message[:400]}")
+        if r.get("diagnosis"):  # conformance/diagnosis.py
+            lines.append(f"  - diagnosis: {r['diagnosis']['text']}")
     return lines
 
 

@@ -18,7 +18,13 @@ summary.json (``SCHEMA``; a new field keeps the version, a changed meaning bumps
                   nodeid, test, id, op, dtype, flags (label), family, outcome, reason
                   (skip / xfail / error), duration, message (first line, failures), and
                   outputs {name: {dtype, limit, n, n_bad, worst_units, fraction, ulp,
-                  index, kind, problem}} for the outputs the test judged
+                  index, kind, problem}} for the outputs the test judged; profile_effect
+                  (declared variants that changed the case), and for failures diagnosis
+                  (conformance/diagnosis.py) and repro
+    profile       {declared: [{name, description}], unused: [names]} (conformance/profiles.py)
+
+Per-element error samples go to errors.json, and index.html is written next to summary.md
+(conformance/report_extras.py).
 
 Non-finite numbers are written as the strings "inf" / "nan".
 """
@@ -133,10 +139,14 @@ def backend_dir(report_dir: Path, backend_name: str) -> Path:
 
 
 def write(report_dir: Path, backend_name: str, document: dict) -> Path:
-    """Write summary.json and summary.md of a run; return the directory written."""
+    """Write summary.json and summary.md of a run, then errors.json and index.html
+    (conformance/report_extras.py); return the directory written."""
+    from .report_extras import after_write, before_write
     from .report_md import render
 
     out = backend_dir(report_dir, backend_name)
+    document, samples = before_write(document)  # samples leave for errors.json
     write_atomic(out / "summary.json", json.dumps(document, indent=1, allow_nan=False) + "\n")
     write_atomic(out / "summary.md", render(document))
+    after_write(out, document, samples)
     return out

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from . import cases
+from . import cases, diagnosis, profiles, samples
 from .checks import judge_error, judge_outputs
 from .deviations import Deviation
 from .messages import failure_message, repro_command
@@ -78,14 +78,27 @@ class CaseCheck:
     def check_outputs(self, case, names) -> None:
         """Judge the listed outputs of a valid case; fail with the suite's message."""
         __tracebackhide__ = True
-        judged = judge_outputs(case, self.state.outputs(case), names, self.state.profile)
+        outputs = self.state.outputs(case)
+        # Judged against the backend's declared semantic profile (conformance/profiles.py).
+        declared = profiles.declared(self.state.backend)
+        judged = judge_outputs(profiles.profiled_case(case, declared), outputs, names,
+                               self.state.profile)
         if not judged:
             pytest.skip(f"case has none of the outputs {', '.join(names)}")
         self.record["outputs"] = {r.name: r.as_record() for r, _, _ in judged}
+        self.record["samples"] = samples.case_samples(judged)  # for the HTML report's plots
+        self.record["profile_effect"] = profiles.effects(case, declared)
         failing = [item for item in judged if not item[0].ok]
         if failing:
             message = failure_message(case.id, self.state.backend_name, case.summary,
                                       failing, self.state.repro(case.id))
+            # What explains the failure, if a known variant or transform does
+            # (conformance/diagnosis.py).
+            found = diagnosis.diagnose(case, outputs, [r.name for r, _, _ in judged],
+                                       self.state.profile, declared)
+            self.record["diagnosis"] = found.as_record()
+            self.record["repro"] = self.state.repro(case.id)
+            message += f"\ndiagnosis: {found.text}"
             self.record["message"] = message.splitlines()[0]
             pytest.fail(message)
 

@@ -253,7 +253,7 @@ def test_report_is_replaced_not_merged(suite):
     assert {r["id"] for r in first["results"]} == {suite.ids["fwd"][1]}
     assert {r["id"] for r in second["results"]} == {suite.ids["err"][0]}
     assert sorted(p.name for p in (suite.reports / "fake").iterdir()) == [
-        "summary.json", "summary.md"]
+        "errors.json", "index.html", "summary.json", "summary.md"]  # conformance/report_extras.py
 
 
 def test_junit_xml_through_pytest(suite):

@@ -1,0 +1,260 @@
+"""Deviation diagnosis: which known difference explains a failing case.
+
+When a case fails, ``diagnose`` judges the backend's outputs again, with the same
+comparison and tolerances, against the expected outputs of every known alternative, and
+says which one they match::
+
+    matches the oracle with variant running_var_unbiased to 0.3 ulp (max 0.02 x tol):
+    updates running_var with the unbiased batch variance ...
+
+An alternative *explains* the failure when every output the failing test judged passes
+against it. Alternatives (``candidates``), in the order preferred when two distinct ones
+explain a case equally well:
+
+1. each semantic variant of ``oracle.variants`` the backend did not declare, added to its
+   declared profile (computed exactly by the oracle); ``stats_not_updated`` is one;
+2. each declared variant taken away (a backend that declares a difference it lacks);
+3. the cuDNN pair together: ``running_var_unbiased`` + ``stats_updated_in_forward``;
+4. output-level transforms that are not semantics the oracle offers:
+   ``dgamma_sign_flipped`` (dgamma negated), ``stats_updated_in_global_mode`` (the running
+   statistics updated with the batch statistics under use_global_stats too), ``wrong_axis``
+   (normalised over another axis with the same extent, one candidate per such axis);
+5. simulated arithmetic (``conformance.simulate``): ``half_accumulation`` (16-bit data),
+   ``one_pass_float32``; for a training step with batch statistics each in two
+   realisations, the gradient's dot product centred on the implementation's mean or on the
+   exact mean.
+
+An alternative whose expected outputs equal the declared profile's on the judged outputs
+cannot explain anything and is not counted; two with equal expected outputs are reported
+as equivalent on this case. When none explains the failure, the one that brings the worst
+error down the most (at least ``CLOSEST_FACTOR`` times) is named as the closest.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from oracle.api import Expected
+from oracle.variants import VARIANTS
+
+from . import profiles, simulate
+from .compare import compare
+from .tolerances import limit_for
+
+CUDNN_PAIR = ("running_var_unbiased", "stats_updated_in_forward")
+TRANSFORMS = {
+    "dgamma_sign_flipped": "dgamma with the wrong sign: sum((mean - x) * dy) * invstd",
+    "stats_updated_in_global_mode": "updates the running statistics with the batch "
+                                    "statistics also under use_global_stats (keys the "
+                                    "update on training alone)",
+    "wrong_axis": "normalises over another axis of the same extent instead of `axis`",
+    **simulate.SIMULATIONS,
+}
+#: A non-explaining alternative is named as the closest when it divides the worst error
+#: (as a fraction of the tolerance) by at least this.
+CLOSEST_FACTOR = 10.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One alternative to the declared semantics."""
+
+    name: str  # a variant name, "cudnn_pair", "without:<variant>" or a TRANSFORMS key
+    kind: str  # "variant" | "transform" | "simulation"
+    label: str  # how a sentence names it, e.g. "variant running_var_unbiased"
+    description: str
+
+    @property
+    def subject(self) -> str:
+        return f"a simulation of {self.label}" if self.kind == "simulation" else \
+            f"the oracle with {self.label}"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """The backend's outputs judged against one candidate."""
+
+    candidate: Candidate
+    ok: bool  # every judged output passes against it
+    fraction: float  # the worst error as a fraction of the tolerance
+    ulp: float  # the worst error in ulp of the output dtype
+    equivalent: list[str] = field(default_factory=list)  # labels with equal expectations
+
+    def as_record(self) -> dict:
+        c = self.candidate
+        return {"name": c.name, "kind": c.kind, "label": c.label, "description": c.description,
+                "ok": self.ok, "fraction": _num(self.fraction), "ulp": _num(self.ulp),
+                "equivalent": list(self.equivalent)}
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What explains a failing case, if anything."""
+
+    explained: Trial | None
+    also: tuple[Trial, ...]  # other distinct candidates that explain it, best first
+    closest: Trial | None  # the best non-explaining candidate, when it helps enough
+    base_fraction: float
+    tried: int
+    error: str | None = None  # the diagnosis itself failed (never masks the failure)
+
+    @property
+    def text(self) -> str:
+        if self.error is not None:
+            return f"no diagnosis ({self.error})"
+        if self.explained is not None:
+            t = self.explained
+            text = (f"matches {t.candidate.subject} to {_fmt(t.ulp)} ulp "
+                    f"(max {_fmt(t.fraction)} x tol): {t.candidate.description}")
+            if t.equivalent:
+                text += f"; equivalent here: {', '.join(t.equivalent)}"
+            if self.also:
+                text += "; also matches: " + ", ".join(
+                    f"{a.candidate.label} ({_fmt(a.fraction)} x tol)" for a in self.also)
+            return text
+        text = f"no known variant or transform explains it ({self.tried} tried)"
+        if self.closest is not None:
+            c = self.closest
+            text += (f"; closest: {c.candidate.label} (worst {_fmt(c.fraction)} x tol "
+                     f"instead of {_fmt(self.base_fraction)})")
+        return text
+
+    @property
+    def name(self) -> str | None:
+        """The name of the explaining candidate, or None."""
+        return self.explained.candidate.name if self.explained is not None else None
+
+    def as_record(self) -> dict:
+        return {"explained_by": self.name,
+                "label": self.explained.candidate.label if self.explained else None,
+                "text": self.text, "tried": self.tried,
+                "base_fraction": _num(self.base_fraction),
+                "best": self.explained.as_record() if self.explained else None,
+                "also": [a.as_record() for a in self.also],
+                "closest": self.closest.as_record() if self.closest else None,
+                "error": self.error}
+
+
+def _num(value: float):
+    value = float(value)
+    return value if math.isfinite(value) else repr(value)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2g}" if math.isfinite(value) else repr(float(value))
+
+
+# --- the candidates -----------------------------------------------------------------------
+
+
+def _variant(name: str) -> Candidate:
+    return Candidate(name, "variant", f"variant {name}", VARIANTS[name])
+
+
+def _negated(e: Expected) -> Expected:
+    return Expected(e.name, e.dtype, -e.hi, -e.lo, -e.rounded, e.cond.copy())
+
+
+def candidates(case, profile=()) -> Iterator[tuple[Candidate, dict]]:
+    """Yield (Candidate, expected outputs by name) for every alternative that applies to
+    the case, in order of preference (see module doc). Expected outputs are computed
+    lazily, one candidate at a time."""
+    profile = profiles.check_profile(profile)
+    declared = set(profile)
+    for name in VARIANTS:
+        if name not in declared:
+            yield _variant(name), profiles.evaluate_case(case, (*profile, name))
+    for name in profile:
+        rest = tuple(v for v in profile if v != name)
+        yield (Candidate(f"without:{name}", "variant", f"declared variant {name} left out",
+                         f"does not follow its declared variant {name}: {VARIANTS[name]}"),
+               profiles.evaluate_case(case, rest))
+    if not set(CUDNN_PAIR) <= declared:
+        yield (Candidate("cudnn_pair", "variant", "variants " + "+".join(CUDNN_PAIR),
+                         "the cuDNN path: " + "; ".join(VARIANTS[v] for v in CUDNN_PAIR)),
+               profiles.evaluate_case(case, tuple(sorted(declared | set(CUDNN_PAIR)))))
+    base = profiles.expected_for(case, profile)
+    if "dgamma" in base:
+        yield (Candidate("dgamma_sign_flipped", "transform", "transform dgamma_sign_flipped",
+                         TRANSFORMS["dgamma_sign_flipped"]),
+               {**base, "dgamma": _negated(base["dgamma"])})
+    if case.flags.training and case.flags.use_global_stats:
+        batch = profiles.evaluate_case(case, profile, use_global_stats=False)
+        yield (Candidate("stats_updated_in_global_mode", "transform",
+                         "transform stats_updated_in_global_mode",
+                         TRANSFORMS["stats_updated_in_global_mode"]),
+               {**base, "running_mean": batch["running_mean"],
+                "running_var": batch["running_var"]})
+    shape = case.inputs["x"].shape
+    axis = case.axis % len(shape)
+    for other in range(len(shape)):
+        if other != axis and shape[other] == shape[axis]:
+            yield (Candidate("wrong_axis", "transform",
+                             f"transform wrong_axis (axis {other} instead of {case.axis})",
+                             f"normalises over axis {other} (same extent, {shape[axis]}) "
+                             f"instead of axis {case.axis}"),
+                   profiles.evaluate_case(case, profile, axis=other))
+    two_centres = case.op == "bwd" and case.flags.batch_stats
+    for name in simulate.SIMULATIONS:
+        for centre in (simulate.CENTRES if two_centres else ("own",)):
+            expected = simulate.simulate(case, name, centre, profile)
+            if expected is None:
+                continue
+            label = name if not two_centres else (
+                f"{name} (gradient dot product about the "
+                f"{'exact' if centre == 'exact' else 'computed'} mean)")
+            yield Candidate(name, "simulation", label, simulate.SIMULATIONS[name]), expected
+
+
+# --- judging --------------------------------------------------------------------------------
+
+
+def _judge(outputs: dict, expected: dict, names, tolerance: str, dtype: str):
+    """Return (ok, worst fraction, worst ulp) of the outputs against expected."""
+    ok, fraction, ulp = True, 0.0, 0.0
+    for name in names:
+        result = compare(name, outputs.get(name), expected[name],
+                         limit_for(tolerance, name, dtype).units)
+        ok &= result.ok
+        fraction = max(fraction, result.fraction)
+        ulp = max(ulp, result.worst_ulp)
+    return ok, fraction, ulp
+
+
+def diagnose(case, outputs: dict, names, tolerance: str = "strict",
+             profile=()) -> Diagnosis:
+    """Return the Diagnosis of a failing case: the backend's outputs (by name), the names of
+    the outputs the failing test judged, the tolerance profile, and the backend's declared
+    semantic profile. Never raises: a diagnosis that fails says so in its text."""
+    try:
+        return _diagnose(case, outputs, names, tolerance, profile)
+    except Exception as exc:  # the diagnosis must never hide the failure it explains
+        return Diagnosis(None, (), None, math.inf, 0,
+                         error=f"{type(exc).__name__}: {exc}")
+
+
+def _diagnose(case, outputs, names, tolerance, profile) -> Diagnosis:
+    profile = profiles.check_profile(profile)
+    base = profiles.expected_for(case, profile)
+    names = [n for n in names if n in base]
+    _, base_fraction, _ = _judge(outputs, base, names, tolerance, case.dtype)
+    seen: list[tuple[dict, Trial]] = []
+    for candidate, expected in candidates(case, profile):
+        if any(n not in expected for n in names) or profiles.same_expected(expected, base, names):
+            continue
+        twin = next((t for e, t in seen if profiles.same_expected(expected, e, names)), None)
+        if twin is not None:
+            twin.equivalent.append(candidate.label)
+            continue
+        ok, fraction, ulp = _judge(outputs, expected, names, tolerance, case.dtype)
+        seen.append((expected, Trial(candidate, ok, fraction, ulp)))
+    trials = [t for _, t in seen]
+    order = {id(t): i for i, t in enumerate(trials)}
+    explaining = sorted((t for t in trials if t.ok), key=lambda t: (t.fraction, order[id(t)]))
+    if explaining:
+        return Diagnosis(explaining[0], tuple(explaining[1:]), None, base_fraction, len(trials))
+    closest = min(trials, key=lambda t: (t.fraction, order[id(t)]), default=None)
+    if closest is not None and not closest.fraction * CLOSEST_FACTOR <= base_fraction:
+        closest = None
+    return Diagnosis(None, (), closest, base_fraction, len(trials))
