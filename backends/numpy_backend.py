@@ -166,14 +166,16 @@ class NumpyBackend:
 
     def statistics(self, xs, running_mean, running_var, dtype, eps, *, batch):
         """Return (mean, var, invstd) per channel, float64 [C]; var is the biased batch
-        variance, or None with running stats. With batch stats invstd = 0 where
-        var + DType(eps) = 0 (a constant channel with eps = 0): no division by zero."""
+        variance, or None with running stats. With batch stats invstd is defined as 0 where
+        var = 0 and eps = 0 (the spec); an eps > 0 that rounds to 0 in the data dtype gives
+        1/sqrt(0) = inf, as MXNet's VARIANCE_TO_INVSTD does."""
         e = float(round_float64(eps, FORMATS[dtype]))  # DType(eps)
         if not batch:
             mean = running_mean.astype(np.float64)
             return mean, None, self.invstd(running_var.astype(np.float64), e)
         mean, var = self.batch_moments(xs)
-        invstd = np.where(var + e == 0, 0.0, self.invstd(var, e))
+        with np.errstate(divide="ignore"):
+            invstd = np.where((var == 0) & (eps == 0), 0.0, self.invstd(var, e))
         return mean, var, invstd
 
     def batch_moments(self, xs):

@@ -224,9 +224,11 @@ def test_var_plus_eps_zero_gives_invstd_zero(dtype):
                              [math.nan] * 2, call)
 
 
-def test_eps_rounding_to_zero_in_float16_gives_invstd_zero():
-    """eps = 1e-9 is 0 in float16 (below half the smallest subnormal 2**-24), so a constant
-    float16 channel has invstd 0 and y = beta; in float32 and bfloat16 eps survives."""
+def test_eps_rounding_to_zero_in_float16_gives_infinite_invstd():
+    """eps = 1e-9 is 0 in float16 (below half the smallest subnormal 2**-24). The spec defines
+    invstd = 0 only when the variance is 0 AND eps is 0; here eps != 0, so a constant float16
+    channel gets invstd = 1/sqrt(0 + float16(eps)) = 1/sqrt(0) = inf and y = 0 * inf = NaN
+    (MXNet's VARIANCE_TO_INVSTD). In float32 and bfloat16 eps survives and y = beta."""
     for dtype in DTYPE_NAMES:
         x = cast(np.full((4, 1), 3.0), dtype)
         case = dict(x=x, gamma=params([1.0], dtype), beta=params([0.5], dtype),
@@ -235,10 +237,18 @@ def test_eps_rounding_to_zero_in_float16_gives_invstd_zero():
         got = oracle.evaluate(**case, fix_gamma=False, output_mean_var=True, **TRAIN)
         call = repro("evaluate", case, fix_gamma=False, output_mean_var=True, **TRAIN)
         eps_d = Fraction(round_exact(Fraction(1e-9), dtype))
-        want = 0.0 if dtype == "float16" else Value(Fraction(1), Fraction(0),
-                                                    InvSqrt(eps_d)).rounded(PARAM_DTYPE[dtype])
         assert (eps_d == 0) == (dtype == "float16")
-        assert_rounded_equal("invstd", got["invstd"].rounded, [want], call)
+        if dtype == "float16":
+            assert got["invstd"].rounded.tolist() == [math.inf], call
+            assert np.isnan(got["y"].rounded).all(), call
+        else:
+            want = Value(Fraction(1), Fraction(0), InvSqrt(eps_d)).rounded(PARAM_DTYPE[dtype])
+            assert_rounded_equal("invstd", got["invstd"].rounded, [want], call)
+            assert_rounded_equal("y", got["y"].rounded, [[0.5]] * 4, call)
+        # With eps = 0 exactly, invstd is defined as 0 and y = beta in every dtype.
+        case["eps"] = 0.0
+        got = oracle.evaluate(**case, fix_gamma=False, output_mean_var=True, **TRAIN)
+        assert got["invstd"].rounded.tolist() == [0.0], call
         assert_rounded_equal("y", got["y"].rounded, [[0.5]] * 4, call)
 
 
