@@ -9,10 +9,18 @@ test runs in the same environment never load a backend. Once on, it resolves the
 in ``pytest_configure`` (one usage error if it does not load), prints it in the header,
 parametrizes every test marked ``bn_cases(*ops)`` with the case ids of those ops, turns
 known deviations into xfails, and writes the reports at the end of the session.
+
+Crashes and hangs: with pytest-timeout installed, each test of the suite gets a per-case
+timeout (``DEFAULT_CASE_TIMEOUT_S`` unless ``--timeout``, its ini option or $PYTEST_TIMEOUT
+says otherwise). Under pytest-xdist a backend that segfaults, aborts or hangs takes down only
+its worker process, which xdist replaces; the report lists that test as failed ("crashed:"
+or "timed out:") and any test the session never reached as "not run:". Without xdist a hang
+fails its test (signal method) but a crash ends the run: use ``-n`` or backends.worker.
 """
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import shlex
 import time
@@ -28,6 +36,8 @@ from .tolerances import DEFAULT_PROFILE, PROFILES
 STATE = pytest.StashKey[SuiteState]()
 RECORD = pytest.StashKey[dict]()
 PACKAGE_DIR = Path(__file__).resolve().parent
+#: Seconds a test of the suite may run before pytest-timeout stops it (see module doc).
+DEFAULT_CASE_TIMEOUT_S = 300.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,6 +83,9 @@ def _collects_suite(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "bn_cases(*ops): parametrize case_id with the golden cases of these ops")
+    config.addinivalue_line(
+        "markers", "bn_generated: a test that makes its own inputs (bad inputs, properties); "
+        "deselected when --cases names a case directory: that run checks those cases only")
     if not _collects_suite(config):
         return
     state = config.stash[STATE] = _build_state(config)
@@ -132,7 +145,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"[{r.target}; {r.how}]",
         f"bn-conformance tolerance: {state.profile}; cases: {state.cases_dir} ({n_cases}); "
         f"known deviations: {dev}; reports: {reports.backend_dir(state.report_dir, b.name)}",
-    ]
+    ] + (["bn-conformance: --cases given: the generated tests (bn_generated: bad inputs, "
+          "properties) are not run"] if state.cases_dir_given else [])
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -149,9 +163,17 @@ def _case_id(item) -> str | None:
     return callspec.params.get("case_id") if callspec is not None else None
 
 
+def _drop_generated(items: list) -> None:
+    """Remove the tests marked bn_generated from items: a --cases run checks those cases
+    only (the header says so), the same way in one process and under xdist."""
+    items[:] = [item for item in items if item.get_closest_marker("bn_generated") is None]
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     state = config.stash.get(STATE, None)
+    if state is not None and state.cases_dir_given:
+        _drop_generated(items)
     if state is None or not state.deviations:
         return
     used = set()
@@ -170,6 +192,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
         if entry not in used:
             warnings.warn(deviations.UnmatchedDeviationWarning(
                 deviations.unmatched_message(entry)))
+
+
+def case_timeout(config: pytest.Config) -> float | None:
+    """Return the per-test timeout in effect for the suite (None without pytest-timeout or
+    with the timeout switched off)."""
+    if not config.pluginmanager.hasplugin("timeout"):
+        return None
+    given = (config.getoption("timeout", None) or os.environ.get("PYTEST_TIMEOUT")
+             or config.getini("timeout"))
+    value = float(given) if given else DEFAULT_CASE_TIMEOUT_S
+    return value if value > 0 else None
+
+
+def pytest_itemcollected(item) -> None:
+    """Give each test of the suite the default per-case timeout, unless the run or the test
+    sets its own: the "thread" method in an xdist worker (it stops the worker, even inside
+    native code), the "signal" method in a single process (it fails only the test)."""
+    config = item.config
+    if (config.stash.get(STATE, None) is None or not config.pluginmanager.hasplugin("timeout")
+            or item.get_closest_marker("timeout") is not None
+            or PACKAGE_DIR not in Path(item.path).parents):
+        return
+    if config.getoption("timeout", None) or os.environ.get("PYTEST_TIMEOUT") \
+            or config.getini("timeout"):
+        return  # pytest-timeout applies the run's own setting
+    method = "thread" if hasattr(config, "workerinput") else "signal"
+    item.add_marker(pytest.mark.timeout(DEFAULT_CASE_TIMEOUT_S, method=method))
 
 
 @pytest.fixture
@@ -207,9 +256,33 @@ class RunReporter:
         self.collector = reports.Collector()
         self.started = time.time()
         self.written: Path | None = None
+        self.started_at: dict[str, float] = {}  # node id -> monotonic start
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collector.expect(item.nodeid for item in session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        self.collector.expect(ids)
+
+    def pytest_runtest_logstart(self, nodeid: str, location) -> None:
+        self.started_at[nodeid] = time.monotonic()
 
     def pytest_runtest_logreport(self, report) -> None:
-        self.collector.add(report)
+        note = self.crash_note(report.nodeid) if report.when == reports.CRASH_PHASE else None
+        self.collector.add(report, note)
+
+    def crash_note(self, nodeid: str) -> str:
+        """Return how a test whose worker died ended: timed out, or crashed after N s."""
+        start = self.started_at.get(nodeid)
+        elapsed = time.monotonic() - start if start is not None else None
+        timeout = case_timeout(self.config)
+        if elapsed is not None and timeout is not None and elapsed >= timeout:
+            return (f"timed out: ran {elapsed:.1f} s, past the per-case timeout of {timeout:g} "
+                    "s; pytest-timeout stopped its worker process and pytest-xdist replaced it")
+        ran = f"after {elapsed:.1f} s" if elapsed is not None else ""
+        return (f"({ran}: the process running the backend died, e.g. a segfault, an abort or "
+                "an exit; pytest-xdist replaced it)")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.config.getoption("collectonly"):

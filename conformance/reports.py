@@ -38,6 +38,12 @@ from pathlib import Path
 
 SCHEMA = "bn-conformance-report/1"
 PROPERTY = "bn_conformance"
+#: pytest-xdist's phase name in the report of a test whose worker process died. Such a test
+#: is a "fail" whose reason starts with "crashed:" or "timed out:"; a collected test that
+#: never ran is an "error" whose reason starts with "not run:": every test is listed.
+CRASH_PHASE = "???"
+NOT_RUN = ("not run: the session stopped before this test (-x/--maxfail, an interrupt, or "
+           "more crashed xdist workers than --max-worker-restart allows)")
 OUTCOMES = ("pass", "fail", "error", "skip", "xfail", "xpass")
 
 
@@ -46,9 +52,15 @@ class Collector:
     """Per-test outcomes gathered from pytest's reports (setup, call, teardown)."""
 
     results: dict[str, dict] = field(default_factory=dict)
+    expected: dict[str, None] = field(default_factory=dict)  # collected node ids, in order
 
-    def add(self, report) -> None:
-        """Fold one phase's report into its test's result."""
+    def expect(self, nodeids) -> None:
+        """Note collected tests, so that one that never reports is still listed."""
+        self.expected.update(dict.fromkeys(nodeids))
+
+    def add(self, report, crash_note: str | None = None) -> None:
+        """Fold one phase's report into its test's result; crash_note (how long the test had
+        run, whether past its timeout) goes into the reason of a crashed test."""
         entry = self.results.setdefault(report.nodeid, {
             "nodeid": report.nodeid, "test": _test_name(report.nodeid), "outcome": None,
             "reason": None, "duration": 0.0})
@@ -57,6 +69,8 @@ class Collector:
             if name == PROPERTY:
                 entry.update(json.loads(value))
         outcome, reason = _phase_outcome(report)
+        if report.when == CRASH_PHASE and crash_note:
+            reason = crash_note if crash_note.startswith("timed out") else f"{reason} {crash_note}"
         if outcome is None or entry["outcome"] in ("fail", "error"):
             return
         if entry["outcome"] is None or outcome in ("fail", "error"):
@@ -73,6 +87,8 @@ def _test_name(nodeid: str) -> str:
 def _phase_outcome(report) -> tuple[str | None, str | None]:
     """Return (outcome, reason) one phase decides, or (None, None) if it decides nothing."""
     wasxfail = getattr(report, "wasxfail", None)
+    if report.when == CRASH_PHASE:
+        return "fail", f"crashed: {report.longrepr}"
     if report.when == "call":
         if report.passed:
             return ("xpass", wasxfail) if wasxfail is not None else ("pass", None)
@@ -110,8 +126,18 @@ def counts(results: list[dict]) -> dict[str, int]:
 
 
 def summary(collector: Collector, environment: dict, generated_by: str) -> dict:
-    """Return the summary.json document of a run."""
-    results = sorted(collector.results.values(),
+    """Return the summary.json document of a run: every reported test, and every collected
+    test that never reported (NOT_RUN); a crashed or unrun test, which sent no record, takes
+    its id from the node id's brackets."""
+    entries = {nodeid: dict(entry) for nodeid, entry in collector.results.items()}
+    for nodeid in collector.expected:
+        entries.setdefault(nodeid, {"nodeid": nodeid, "test": _test_name(nodeid),
+                                    "outcome": "error", "reason": NOT_RUN, "duration": 0.0})
+    for entry in entries.values():
+        unfinished = (entry.get("reason") or "").startswith(("crashed:", "timed out:", "not run:"))
+        if unfinished and not entry.get("id") and entry["nodeid"].endswith("]"):
+            entry["id"] = entry["nodeid"].partition("[")[2][:-1]
+    results = sorted(entries.values(),
                      key=lambda r: (r.get("id") or r["nodeid"], r["nodeid"]))
     return {"schema": SCHEMA, "generated_by": generated_by, "environment": environment,
             "counts": counts(results), "results": results}

@@ -2,8 +2,7 @@
 and every input array bit-identical afterwards (nothing written before the check).
 
 - ``test_errors``: every invalid-input golden case (``cases/err_*``): exception class, the
-  parameter named (the case's ``match``), nothing written.
-- ``test_error_names_value``: the same cases; the message must also show the offending value.
+  parameter named (the case's ``match``), nothing written, and the offending value shown.
 - ``test_invalid_input``: the generated bad inputs of ``conformance.bad_inputs.INVALID``,
   each as a forward call and as a training step.
 - ``test_unusual_input``: valid input in odd layouts or of odd values
@@ -13,7 +12,8 @@ and every input array bit-identical afterwards (nothing written before the check
   max), through ``oracle.validate.check_calib_range``; a backend runs it only when the
   adapter contract has a quantized call.
 
-A crash or hang fails the one test (pytest-xdist replaces the worker; the plugin's per-case
+The generated tests (marked ``bn_generated``) run with the default case directory, not
+with ``--cases DIR``. A crash or hang fails the one test (pytest-xdist replaces the worker; the plugin's per-case
 timeout stops a hang). Repro: ``pytest conformance/test_errors.py --backend NAME -k ID``.
 """
 import math
@@ -50,6 +50,12 @@ KNOWN_DEFECTS: dict[tuple[str, str], str] = {
 def test_errors(case_id, conformance):
     case = conformance.case(case_id)
     conformance.check_error(case)
+    problem = _value_problem(conformance.state.backend, case)
+    if problem is not None:
+        where = f"[{case.id} on {conformance.state.backend_name}]"
+        conformance.record["message"] = f"{problem} {where}"
+        pytest.fail(f"{problem} {where}\ncase: {case.summary}\n"
+                    f"repro: {conformance.state.repro(case.id)}")
 
 
 def _golden_value(case):
@@ -71,18 +77,16 @@ def _golden_value(case):
     raise ValueError(f"case {case.id}: no rule for the value of match={match!r}")
 
 
-@pytest.mark.bn_cases("err")
-def test_error_names_value(case_id, conformance):
-    case = conformance.case(case_id)
+def _value_problem(backend, case) -> str | None:
+    """Return None if the backend's error message on the case shows the offending value."""
     value = _golden_value(case)
-    where = f"[{case.id} on {conformance.state.backend_name}]"
     try:
-        call_backend(conformance.state.backend, case, fresh_inputs(case))
+        call_backend(backend, case, fresh_inputs(case))
     except Exception as exc:  # noqa: BLE001 - the message is the subject of the check
-        assert mentions_value(str(exc), value), (
-            f"message={str(exc)!r:.300}, but should show the value {value!r} {where}")
-    else:
-        pytest.fail(f"returned outputs, but should raise {case.error.exception} {where}")
+        if mentions_value(str(exc), value):
+            return None
+        return f"message={str(exc)!r:.300}, but should also show the value {value!r}"
+    return f"returned outputs on a second call, but should raise {case.error.exception}"
 
 
 @pytest.fixture
@@ -116,6 +120,7 @@ def _repro(request, scenario) -> str:
     return f"repro: pytest conformance/test_errors.py --backend {spec} -k {scenario.id}"
 
 
+@pytest.mark.bn_generated
 @pytest.mark.parametrize("scenario", bad_inputs.INVALID, ids=lambda s: s.id)
 def test_invalid_input(scenario, bn_backend, request):
     _prepare(request, bn_backend, scenario)
@@ -126,6 +131,7 @@ def test_invalid_input(scenario, bn_backend, request):
         pytest.fail(f"{message}\n{_repro(request, scenario)}")
 
 
+@pytest.mark.bn_generated
 @pytest.mark.parametrize("scenario", bad_inputs.UNUSUAL, ids=lambda s: s.id)
 def test_unusual_input(scenario, bn_backend, request):
     _prepare(request, bn_backend, scenario)
@@ -151,6 +157,7 @@ def _calib_id(value) -> str:
     return repr(value).replace(" ", "").replace("'", "")
 
 
+@pytest.mark.bn_generated
 @pytest.mark.parametrize("low, high, names", CALIB, ids=_calib_id)
 def test_calib_range_check(low, high, names):
     """The shared check (oracle.validate) that a quantized path runs first."""
@@ -166,6 +173,7 @@ def test_calib_range_check(low, high, names):
                 f"message={message!r}, but should name {name} and its value {value!r}")
 
 
+@pytest.mark.bn_generated
 @pytest.mark.parametrize("low, high, names", CALIB, ids=_calib_id)
 def test_calib_range_backend(low, high, names, bn_backend):
     """The backend's quantized call, once the adapter contract has one."""
