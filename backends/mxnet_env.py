@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         print(check(venv))
-    except Exception as exc:  # report any failure of the check as the reason
+    except Exception as exc:  # noqa: BLE001 - any failure of the check is the reason
         print(f"{venv} does not work: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,19 +1,23 @@
 """The CUDA backend: mxnet.npx.batch_norm on an NVIDIA GPU (sm_80+) through this package's
 kernels (bn_channel_first.cu, bn_channel_last.cu), compiled at first use by NVRTC via CuPy.
 
-Two registered flavours (semantics.py has the table of differences):
+Three flavours, by the MXNet GPU path they follow (semantics.py has the table of differences):
 
-- ``cuda`` (``CudaBackend()``): MXNet's own GPU kernels, i.e. the CPU semantics of the spec,
-  for every call whatever ``cudnn_off`` says (as MXNet with ``cudnn_off=True``).
-- ``cuda-cudnn`` (``CudaBackend(emulate_cudnn=True)``, ``--backend backends.cuda:cudnn_factory``):
+- ``cuda`` (``CudaBackend()``, mode "mxnet"): MXNet's own GPU kernels, i.e. the CPU semantics
+  of the spec, for every call whatever ``cudnn_off`` says (as MXNet with ``cudnn_off=True``).
+- ``cuda-cudnn`` (``CudaBackend(mode="cudnn")``, ``--backend backends.cuda:cudnn_factory``):
+  the cuDNN path for every call (eps >= 1e-5, running statistics updated in forward with the
+  unbiased variance, eps not cast to the data dtype); it declares those oracle variants as
+  its profile (semantics.CUDNN_VARIANTS), which the suite judges every case against.
+- ``cuda-dispatch`` (``CudaBackend(mode="dispatch")``, ``backends.cuda:dispatch_factory``):
   MXNet's GPU dispatch, where ``cudnn_off=False`` without ``use_global_stats`` takes the cuDNN
-  path (eps >= 1e-5, running statistics updated in forward with the unbiased variance). It
-  declares the oracle variants of that path as its profile (semantics.CUDNN_VARIANTS).
+  path and every other call the own kernels; no single profile describes it, so its
+  differences are known deviations (conformance/known_deviations/cuda-dispatch.txt).
 
-Arguments are checked on the host (oracle.validate.check_arguments) before anything is
-copied or launched, so invalid-input cases behave the same with or without a GPU. Without
-CuPy or a device every other case is skipped with the reason (``supports``), and calling
-``forward``/``backward`` raises ``RuntimeUnavailable`` with it.
+Arguments are checked on the host (oracle.validate.check_arguments, then the in-place
+writes) before anything is copied or launched, so invalid-input cases behave the same with
+or without a GPU. Without CuPy or a device every other case is skipped with the reason
+(``supports``), and calling ``forward``/``backward`` raises ``RuntimeUnavailable`` with it.
 """
 from __future__ import annotations
 
@@ -31,16 +35,19 @@ class CudaBackend:
 
     version = "0.1.0 (CUDA C++ kernels, NVRTC via CuPy)"
 
-    def __init__(self, emulate_cudnn: bool = False, runtime=None):
-        """runtime: a runtime.Runtime-like object to use instead of CuPy on the GPU (the CPU
-        emulation, backends/cuda/emulation.py); its backend name gets "-emulated"."""
-        self.emulate_cudnn = bool(emulate_cudnn)
+    def __init__(self, mode: str = semantics.MXNET, runtime=None):
+        """mode: semantics.MODES (see the module docstring). runtime: a runtime.Runtime-like
+        object to use instead of CuPy on the GPU (the CPU emulation, backends/cuda/emulation.py);
+        the backend's name then ends in "-emulated"."""
+        if mode not in semantics.MODES:
+            raise ValueError(f"mode={mode!r} is not one of {semantics.MODES}")
+        self.mode = mode
         self._runtime = runtime
-        self.name = ("cuda-cudnn" if self.emulate_cudnn else "cuda") + (
+        self.name = ("cuda" if mode == semantics.MXNET else f"cuda-{mode}") + (
             "-emulated" if runtime is not None else "")
         self.capabilities = Capabilities(
             dtypes=ALL_DTYPES, forward=True, backward=True, quantized=False, device="cuda",
-            profile=semantics.CUDNN_VARIANTS if self.emulate_cudnn else ())
+            profile=semantics.CUDNN_VARIANTS if mode == semantics.CUDNN else ())
 
     def supports(self, case) -> str | None:
         """Return None if this machine can run the case, else the reason (the skip message)."""
@@ -54,13 +61,12 @@ class CudaBackend:
         kwargs = case.kwargs()
         path = self.path(kwargs.get("cudnn_off", False), kwargs["use_global_stats"])
         if path == semantics.CUDNN and float(kwargs["eps"]) < semantics.CUDNN_BN_MIN_EPSILON:
-            return (f"eps={kwargs['eps']!r} < 1e-05: MXNet's cuDNN path rejects it "
-                    "(this backend follows that path where cudnn_off=False)")
+            return f"eps={kwargs['eps']!r} < 1e-05: MXNet's cuDNN path rejects it"
         return None
 
     def path(self, cudnn_off: bool, use_global_stats: bool) -> str:
         """Return the MXNet GPU path ("mxnet" or "cudnn") a call takes on this backend."""
-        return semantics.select_path(self.emulate_cudnn, cudnn_off=cudnn_off,
+        return semantics.select_path(self.mode, cudnn_off=cudnn_off,
                                      use_global_stats=use_global_stats)
 
     # --- the operator -------------------------------------------------------------------
@@ -76,6 +82,8 @@ class CudaBackend:
         steps = semantics.forward_schedule(path, training=training,
                                            use_global_stats=use_global_stats,
                                            fix_gamma=fix_gamma, output_mean_var=output_mean_var)
+        check_in_place(steps, fix_gamma, x=x, gamma=gamma, beta=beta, running_mean=running_mean,
+                       running_var=running_var)
         rt = self._runtime or runtime.get_runtime()
         if fix_gamma:
             gamma[...] = 1
@@ -97,6 +105,8 @@ class CudaBackend:
         steps = semantics.backward_schedule(path, training=training,
                                             use_global_stats=use_global_stats,
                                             fix_gamma=fix_gamma)
+        check_in_place(steps, fix_gamma, x=x, gamma=gamma, beta=beta, running_mean=running_mean,
+                       running_var=running_var, dy=dy)
         rt = self._runtime or runtime.get_runtime()
         if fix_gamma:
             gamma[...] = 1
@@ -139,11 +149,33 @@ class CudaBackend:
         return out
 
 
+def check_in_place(steps, fix_gamma: bool, **arrays) -> None:
+    """Raise ValueError naming the parameter unless every array the call writes in place
+    (gamma with fix_gamma; running_mean and running_var where the schedule updates them) is a
+    writeable numpy array sharing no memory with another argument. Runs before any write."""
+    written = (["gamma"] if fix_gamma else []) + (
+        ["running_mean", "running_var"] if semantics.updates_running_stats(steps) else [])
+    for name in written:
+        target = arrays[name]
+        if not isinstance(target, np.ndarray) or not target.flags.writeable:
+            raise ValueError(f"{name} must be a writeable numpy array: batch_norm updates it "
+                             "in place")
+        for other, value in arrays.items():
+            if other != name and isinstance(value, np.ndarray) and np.shares_memory(target, value):
+                raise ValueError(f"{name} shares memory with {other}: batch_norm writes {name} "
+                                 "in place")
+
+
 def factory() -> CudaBackend:
     """Return the ``cuda`` backend (MXNet's own GPU kernels: the CPU semantics)."""
     return CudaBackend()
 
 
 def cudnn_factory() -> CudaBackend:
-    """Return the ``cuda-cudnn`` backend (MXNet's GPU dispatch, emulating the cuDNN path)."""
-    return CudaBackend(emulate_cudnn=True)
+    """Return the ``cuda-cudnn`` backend (the cuDNN path for every call)."""
+    return CudaBackend(mode=semantics.CUDNN)
+
+
+def dispatch_factory() -> CudaBackend:
+    """Return the ``cuda-dispatch`` backend (MXNet's GPU dispatch: cudnn_off picks the path)."""
+    return CudaBackend(mode=semantics.DISPATCH)

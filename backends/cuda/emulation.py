@@ -131,9 +131,12 @@ class HostArrays:
     """The part of the CuPy API the backend uses, over numpy arrays ("device" = host)."""
 
     uint16 = np.uint16
-    asarray = staticmethod(np.asarray)
     ascontiguousarray = staticmethod(np.ascontiguousarray)
     zeros = staticmethod(np.zeros)
+
+    @staticmethod
+    def asarray(a):
+        return np.asarray(a).copy()  # a "device" copy: fresh, aligned, owned
 
     @staticmethod
     def array(a, dtype=None, copy=True):
@@ -207,4 +210,9 @@ def factory() -> CudaBackend:
 
 def cudnn_factory() -> CudaBackend:
     """The ``cuda-cudnn`` backend on the CPU emulation (name ``cuda-cudnn-emulated``)."""
-    return CudaBackend(emulate_cudnn=True, runtime=EmulatedRuntime())
+    return CudaBackend(mode="cudnn", runtime=EmulatedRuntime())
+
+
+def dispatch_factory() -> CudaBackend:
+    """The ``cuda-dispatch`` backend on the CPU emulation (name ``cuda-dispatch-emulated``)."""
+    return CudaBackend(mode="dispatch", runtime=EmulatedRuntime())

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from oracle.flags import numpy_dtype
+
 from . import kernels, plan
 from .semantics import Scalars, Step
 
@@ -122,11 +124,15 @@ def allocate(cupy, launch: plan.Launch, geom: plan.Geometry, dtype: str, *, x, d
     store = storage_dtype(dtype)
 
     def data(a):
-        if isinstance(a, np.ndarray):  # host data; bfloat16 (ml_dtypes) is no CuPy dtype
+        if isinstance(a, np.ndarray):  # host data: C order, native byte order, as raw bits
+            if a.dtype != store:
+                a = np.ascontiguousarray(a, dtype=numpy_dtype(dtype))
             a = np.ascontiguousarray(a).view(store)
         return cupy.ascontiguousarray(cupy.asarray(a).view(store))
 
     def param(a):
+        if isinstance(a, np.ndarray):
+            a = np.asarray(a, dtype=acc)  # native byte order
         return cupy.array(cupy.asarray(a), dtype=acc, copy=True)
 
     x_d = data(x)

@@ -32,9 +32,18 @@ from .process import (
 )
 from .protocol import ProtocolError
 
-__all__ = ["OutOfProcessBackend", "WorkerProcess", "WorkerError", "WorkerCrashed",
-           "WorkerTimeout", "WorkerStartupError", "ProtocolError", "capabilities_from",
-           "factory", "from_env"]
+__all__ = [
+    "OutOfProcessBackend",
+    "ProtocolError",
+    "WorkerCrashed",
+    "WorkerError",
+    "WorkerProcess",
+    "WorkerStartupError",
+    "WorkerTimeout",
+    "capabilities_from",
+    "factory",
+    "from_env",
+]
 
 
 def from_env() -> OutOfProcessBackend:

@@ -42,6 +42,8 @@ def capabilities_from(values: dict) -> Capabilities:
         kwargs["dtypes"] = frozenset(kwargs["dtypes"])
     if "profile" in kwargs:
         kwargs["profile"] = tuple(kwargs["profile"])
+    if "quantized_profile" in kwargs:
+        kwargs["quantized_profile"] = tuple(kwargs["quantized_profile"])
     return Capabilities(**kwargs)
 
 
@@ -98,6 +100,10 @@ class OutOfProcessBackend:
     def backward(self, *args, **kwargs) -> dict[str, np.ndarray]:
         """Return the child backend's training-step outputs (conformance.adapter.Backend)."""
         return self._call("backward", args, kwargs)
+
+    def quantized(self, *args, **kwargs) -> dict[str, np.ndarray]:
+        """Return the child backend's quantized outputs (conformance.adapter.Backend)."""
+        return self._call("quantized", args, kwargs)
 
     def close(self) -> None:
         """Stop the child now (it would be stopped at garbage collection or exit anyway)."""

@@ -37,8 +37,8 @@ from backends.worker.protocol import (
     unpack_call,
 )
 
-#: Backend methods a parent may call.
-METHODS = ("forward", "backward")
+#: Backend methods a parent may call ("quantized": the quantized path, conformance/adapter.py).
+METHODS = ("forward", "backward", "quantized")
 
 
 def load_factory(spec: str):
@@ -99,7 +99,7 @@ class Child:
                     "capabilities": capabilities_dict(getattr(backend, "capabilities", None)),
                     "methods": [m for m in METHODS + ("supports",)
                                 if callable(getattr(backend, m, None))]}
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
             info = {"kind": "hello", "ok": False, "error": error_meta(exc)}
         info.update(pid=os.getpid(), python=sys.executable,
                     python_version=platform.python_version(), numpy=np.__version__)
@@ -129,7 +129,7 @@ class Child:
     def supports(self, meta: dict, arrays: dict) -> None:
         try:
             reason = self.backend.supports(CaseView(meta["case"], arrays))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
             self.send({"kind": "error", "error": error_meta(exc)})
             return
         self.send({"kind": "result", "value": None if reason is None else str(reason)})
@@ -152,7 +152,7 @@ class Child:
                               for name, value in outputs.items()}
             else:
                 reply["returned"] = type(outputs).__name__
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
             reply = {"kind": "error", "error": error_meta(exc)}
             out_arrays = {}
         changed = [key for key, array in arrays.items() if _changed(before[key], array)]

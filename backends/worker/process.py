@@ -98,7 +98,7 @@ def remote_exception(error: dict, where: str) -> Exception:
     if isinstance(cls, type) and issubclass(cls, Exception):
         try:
             exc = cls(message)
-        except Exception:  # a builtin whose constructor wants more than a message
+        except Exception:  # noqa: BLE001 - a builtin whose constructor wants more
             exc = None
     if exc is None:
         exc = _remote_class(name, error.get("bases", []))(

@@ -184,6 +184,7 @@ def pack_case(case) -> tuple[dict, dict[str, np.ndarray]]:
     meta["flags"] = {name: bool(getattr(flags, name, False)) for name in FLAG_FIELDS}
     meta["error"] = (None if error is None else
                      {"exception": error.exception, "match": error.match})
+    meta["quantized"] = getattr(case, "quantized", None)  # op "qnt": the four range params
     inputs = {name: np.asarray(value)
               for name, value in (getattr(case, "inputs", None) or {}).items()}
     return {"kind": "supports", "case": meta}, inputs
@@ -215,6 +216,7 @@ class CaseView:
         self.flags = CaseFlags(**meta["flags"])
         error = meta.get("error")
         self.error = None if error is None else SimpleNamespace(**error)
+        self.quantized = meta.get("quantized")
         self.inputs = inputs
 
     def kwargs(self) -> dict:
