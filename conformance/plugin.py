@@ -36,6 +36,8 @@ from .tolerances import DEFAULT_PROFILE, PROFILES
 STATE = pytest.StashKey[SuiteState]()
 RECORD = pytest.StashKey[dict]()
 PACKAGE_DIR = Path(__file__).resolve().parent
+GENERATED_OFF = ("bn-conformance: --cases given: the generated tests (bn_generated: bad "
+                 "inputs, properties) are not run")
 #: Seconds a test of the suite may run before pytest-timeout stops it (see module doc).
 DEFAULT_CASE_TIMEOUT_S = 300.0
 
@@ -145,8 +147,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"[{r.target}; {r.how}]",
         f"bn-conformance tolerance: {state.profile}; cases: {state.cases_dir} ({n_cases}); "
         f"known deviations: {dev}; reports: {reports.backend_dir(state.report_dir, b.name)}",
-    ] + (["bn-conformance: --cases given: the generated tests (bn_generated: bad inputs, "
-          "properties) are not run"] if state.cases_dir_given else [])
+    ] + ([GENERATED_OFF] if state.cases_dir_given else [])
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
