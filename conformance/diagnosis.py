@@ -26,8 +26,10 @@ explain a case equally well:
 
 An alternative whose expected outputs equal the declared profile's on the judged outputs
 cannot explain anything and is not counted; two with equal expected outputs are reported
-as equivalent on this case. When none explains the failure, the one that brings the worst
-error down the most (at least ``CLOSEST_FACTOR`` times) is named as the closest.
+as equivalent on this case, represented by the one that changes the fewest of the case's
+outputs (judged by this test or not: the smaller departure from the semantics). When none
+explains the failure, the one that brings the worst error down the most (at least
+``CLOSEST_FACTOR`` times) is named as the closest.
 """
 from __future__ import annotations
 
@@ -79,13 +81,14 @@ class Trial:
     ok: bool  # every judged output passes against it
     fraction: float  # the worst error as a fraction of the tolerance
     ulp: float  # the worst error in ulp of the output dtype
-    equivalent: list[str] = field(default_factory=list)  # labels with equal expectations
+    equivalent: list[Candidate] = field(default_factory=list)  # equal expectations here
 
     def as_record(self) -> dict:
         c = self.candidate
         return {"name": c.name, "kind": c.kind, "label": c.label, "description": c.description,
                 "ok": self.ok, "fraction": _num(self.fraction), "ulp": _num(self.ulp),
-                "equivalent": list(self.equivalent)}
+                "equivalent": [e.label for e in self.equivalent],
+                "equivalent_names": [e.name for e in self.equivalent]}
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ class Diagnosis:
             text = (f"matches {t.candidate.subject} to {_fmt(t.ulp)} ulp "
                     f"(max {_fmt(t.fraction)} x tol): {t.candidate.description}")
             if t.equivalent:
-                text += f"; equivalent here: {', '.join(t.equivalent)}"
+                text += f"; equivalent here: {', '.join(e.label for e in t.equivalent)}"
             if self.also:
                 text += "; also matches: " + ", ".join(
                     f"{a.candidate.label} ({_fmt(a.fraction)} x tol)" for a in self.also)
@@ -125,8 +128,19 @@ class Diagnosis:
         """The name of the explaining candidate, or None."""
         return self.explained.candidate.name if self.explained is not None else None
 
+    @property
+    def explains(self) -> list[str]:
+        """Return the names of every candidate that explains the failure, best first (its
+        equivalents, then the other explaining ones)."""
+        if self.explained is None:
+            return []
+        names = [self.name, *(e.name for e in self.explained.equivalent)]
+        for t in self.also:
+            names += [t.candidate.name, *(e.name for e in t.equivalent)]
+        return list(dict.fromkeys(names))
+
     def as_record(self) -> dict:
-        return {"explained_by": self.name,
+        return {"explained_by": self.name, "explains": self.explains,
                 "label": self.explained.candidate.label if self.explained else None,
                 "text": self.text, "tried": self.tried,
                 "base_fraction": _num(self.base_fraction),
@@ -222,6 +236,11 @@ def _judge(outputs: dict, expected: dict, names, tolerance: str, dtype: str):
     return ok, fraction, ulp
 
 
+def _extent(expected: dict, base: dict) -> int:
+    """Return how many of the case's outputs a candidate changes (judged or not)."""
+    return sum(not profiles.same_expected(expected, base, [n]) for n in base if n in expected)
+
+
 def diagnose(case, outputs: dict, names, tolerance: str = "strict",
              profile=()) -> Diagnosis:
     """Return the Diagnosis of a failing case: the backend's outputs (by name), the names of
@@ -239,17 +258,23 @@ def _diagnose(case, outputs, names, tolerance, profile) -> Diagnosis:
     base = profiles.expected_for(case, profile)
     names = [n for n in names if n in base]
     _, base_fraction, _ = _judge(outputs, base, names, tolerance, case.dtype)
-    seen: list[tuple[dict, Trial]] = []
+    seen: list[tuple[dict, int, Trial]] = []
     for candidate, expected in candidates(case, profile):
         if any(n not in expected for n in names) or profiles.same_expected(expected, base, names):
             continue
-        twin = next((t for e, t in seen if profiles.same_expected(expected, e, names)), None)
-        if twin is not None:
-            twin.equivalent.append(candidate.label)
-            continue
-        ok, fraction, ulp = _judge(outputs, expected, names, tolerance, case.dtype)
-        seen.append((expected, Trial(candidate, ok, fraction, ulp)))
-    trials = [t for _, t in seen]
+        extent = _extent(expected, base)
+        twin = next((i for i, (e, _, _) in enumerate(seen)
+                     if profiles.same_expected(expected, e, names)), None)
+        if twin is None:
+            ok, fraction, ulp = _judge(outputs, expected, names, tolerance, case.dtype)
+            seen.append((expected, extent, Trial(candidate, ok, fraction, ulp)))
+        elif extent < seen[twin][1]:  # the smaller departure represents the two
+            e, _, t = seen[twin]
+            seen[twin] = (e, extent, Trial(candidate, t.ok, t.fraction, t.ulp,
+                                           [t.candidate, *t.equivalent]))
+        else:
+            seen[twin][2].equivalent.append(candidate)
+    trials = [t for _, _, t in seen]
     order = {id(t): i for i, t in enumerate(trials)}
     explaining = sorted((t for t in trials if t.ok), key=lambda t: (t.fraction, order[id(t)]))
     if explaining:
