@@ -343,3 +343,37 @@ def test_irrational_values_are_never_ties_and_keep_32_digits():
             continue
         # value^2 vs q^2 / 2
         assert abs(value * value - Fraction(int(v) ** 2, 2)) < Fraction(int(v) ** 2, 10**29)
+
+
+# --- MXNet 1.9.1 as observed (tests/oracle/record_mxnet_quantized.py) ---------------------------
+
+
+def _observed():
+    import base64
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent / "data" / "mxnet_quantized_observed.json"
+    data = json.loads(path.read_text())
+    return data["mxnet"], {k: base64.b64decode(v) for k, v in data["cases"].items()}
+
+
+def test_mxnet_profile_reproduces_every_recorded_mxnet_output():
+    """MXNet's int8 output on every valid axis-1 golden case equals the oracle's with the
+    three quantized variants, element for element; the spec's formula differs on many."""
+    from conformance.cases import DEFAULT_CASES_DIR
+    from oracle.casefile import load_case
+
+    version, observed = _observed()
+    assert version.startswith("1.9.1") and len(observed) >= 60
+    total = differ_spec = 0
+    for cid, raw in observed.items():
+        case = load_case(DEFAULT_CASES_DIR / f"{cid}.yaml")
+        got = np.frombuffer(raw, np.int8).reshape(case.shape)
+        args = [case.inputs[n] for n in ("x", "gamma", "beta", "running_mean", "running_var")]
+        mx = oracle.evaluate_quantized(*args, variants=MXNET_QUANTIZED_PROFILE,
+                                       **case.quantized_kwargs())["out"]
+        assert np.array_equal(got, mx.rounded), f"{cid}: MXNet differs from its profile"
+        total += got.size
+        differ_spec += int(np.sum(got != case.expected["out"].rounded))
+    assert total > 8000 and differ_spec > total // 20
