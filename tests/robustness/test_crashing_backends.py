@@ -1,0 +1,144 @@
+"""A backend that segfaults, aborts, exits or hangs on one case fails that case with a clear
+reason, the run goes on, and the report lists every case.
+
+The suite runs in a subprocess, as a user runs it, on four golden cases copied into a
+temporary --cases directory, with a backend from tests/robustness/crashing_backends.py that
+fails on one of them ($BN_CRASH_CASE). Three ways to run a fragile backend are covered:
+
+- pytest-xdist (``-n 1``): the crash takes down the worker, xdist replaces it, the plugin
+  reports the test as "crashed:" (or "timed out:" when pytest-timeout's thread method
+  stopped a hang that no signal can interrupt);
+- one process (``-p no:xdist``): SystemExit and Python-level hangs (signal method) fail
+  their test;
+- backends.worker (``--backend backends.worker:from_env``): the backend runs in a child
+  process; a crash or a timeout fails the call with WorkerCrashed / WorkerTimeout.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CASES = ("fwd_infer_fixgamma_batchstats_meanvar_axis1_fp32_4x3_normal",
+         "fwd_train_fixgamma_batchstats_meanvar_axis1_fp32_2x3x5_normal",
+         "fwd_infer_freegamma_globalstats_nomeanvar_axis1_fp64_4x3_normal",
+         "bwd_train_freegamma_batchstats_nomeanvar_axis1_fp32_4x3_normal")
+TARGET = CASES[1]
+TESTS = {"fwd": ("test_forward", "test_running_stats"),
+         "bwd": ("test_backward", "test_running_stats")}
+MODULE = "tests.robustness.crashing_backends"
+HANG_S = 3  # the per-case timeout the hang scenarios use
+
+
+def run_suite(tmp_path: Path, backend: str, *args: str, env: dict | None = None,
+              target: str = TARGET) -> tuple[int, str, dict | None]:
+    """Run the suite on the copied cases; return (exit code, output tail, summary.json)."""
+    cases = tmp_path / "cases"
+    cases.mkdir(exist_ok=True)
+    for case_id in CASES:
+        shutil.copy(ROOT / "cases" / f"{case_id}.yaml", cases)
+    reports = tmp_path / "reports"
+    cmd = [sys.executable, "-m", "pytest", "conformance/test_forward.py",
+           "conformance/test_backward.py", "conformance/test_running_stats.py",
+           "--backend", backend, "--cases", str(cases), "--report-dir", str(reports), "-q",
+           "-p", "no:cacheprovider", "-o", "addopts=", *args]
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("PYTEST_", "BN_BACKEND", "BN_WORKER"))}
+    full_env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
+                                                             os.environ.get("PYTHONPATH")])),
+                    BN_CRASH_CASE=target, **(env or {}))
+    proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True,
+                          timeout=240, check=False)
+    found = sorted(reports.glob("*/summary.json"))
+    doc = json.loads(found[0].read_text()) if len(found) == 1 else None
+    return proc.returncode, (proc.stdout + proc.stderr)[-3000:], doc
+
+
+def expected_tests() -> set[tuple[str, str]]:
+    return {(test, cid) for cid in CASES for test in TESTS[cid[:3]]}
+
+
+def check_report(code: int, tail: str, doc: dict | None, reason: str,
+                 crashed: set[str] = frozenset({TARGET})) -> dict:
+    """Assert: exit code 1, every (test, case) listed once, the crashed cases failed with a
+    reason matching the pattern, every other case passed. Return {(test, id): result}."""
+    __tracebackhide__ = True
+    assert code == 1 and doc is not None, f"exit code {code}, report {doc is not None}\n{tail}"
+    results = {(r["test"], r["id"]): r for r in doc["results"]}
+    assert len(results) == len(doc["results"]), "a test is listed twice"
+    assert set(results) == expected_tests(), (
+        f"the report lists {sorted(results)}, but should list {sorted(expected_tests())}")
+    for (test, cid), r in results.items():
+        if cid in crashed:
+            assert r["outcome"] == "fail" and re.search(reason, r["reason"] or ""), (
+                f"{test}[{cid}]: outcome={r['outcome']} reason={r['reason']!r}, but should "
+                f"fail with a reason matching {reason!r}\n{tail}")
+        else:
+            assert r["outcome"] == "pass", f"{test}[{cid}]: {r['outcome']} {r['reason']!r}"
+    return results
+
+
+CRASHED = r"^crashed: worker 'gw\d+' crashed while running .*\(after [\d.]+ s: the process"
+
+
+SLOW = pytest.mark.slow  # each run starts several interpreters: the variants run in -m slow
+
+
+@pytest.mark.parametrize("kind", ["segfault", pytest.param("abort", marks=SLOW),
+                                  pytest.param("exit_process", marks=SLOW)])
+def test_crash_under_xdist(tmp_path, kind):
+    code, tail, doc = run_suite(tmp_path, f"{MODULE}:{kind}", "-n", "1")
+    check_report(code, tail, doc, CRASHED)
+
+
+def test_uninterruptible_hang_under_xdist(tmp_path):
+    """Every signal blocked inside native code: only the thread method can stop it."""
+    code, tail, doc = run_suite(tmp_path, f"{MODULE}:hang_in_c", "-n", "1",
+                                "--timeout", str(HANG_S), "--timeout-method", "thread")
+    check_report(code, tail, doc, rf"^timed out: ran [\d.]+ s, past the per-case timeout "
+                                  rf"of {HANG_S} s")
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("system_exit", r"SystemExit: 3"),
+    pytest.param("hang_in_python", r"Timeout \(>3\.0s\)", marks=SLOW)])
+def test_one_process(tmp_path, kind, reason):
+    code, tail, doc = run_suite(tmp_path, f"{MODULE}:{kind}", "-p", "no:xdist",
+                                "--timeout", str(HANG_S))
+    check_report(code, tail, doc, reason)
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("segfault", r"WorkerCrashed: .* died during \w+\(\) \(signal SIGSEGV"),
+    pytest.param("abort", r"WorkerCrashed: .* died during \w+\(\) \(signal SIGABRT",
+                 marks=SLOW),
+    pytest.param("exit_process", r"WorkerCrashed: .* died during \w+\(\) \(exit status 3",
+                 marks=SLOW),
+    ("hang_in_c", rf"WorkerTimeout: .* took more than {HANG_S}(\.0)? s"),
+])
+def test_out_of_process_worker(tmp_path, kind, reason):
+    code, tail, doc = run_suite(tmp_path, "backends.worker:from_env", "-p", "no:xdist",
+                                env={"BN_WORKER_FACTORY": f"{MODULE}:{kind}",
+                                     "BN_WORKER_TIMEOUT": str(HANG_S)})
+    check_report(code, tail, doc, reason)
+
+
+def test_report_lists_tests_never_run(tmp_path):
+    """Every case crashes and xdist may not restart a worker: the session stops after the
+    first crash, and the report still lists every test, the rest as not run."""
+    code, tail, doc = run_suite(tmp_path, f"{MODULE}:segfault", "-n", "1",
+                                "--max-worker-restart", "0", target="*")
+    assert code == 1 and doc is not None, f"exit code {code}\n{tail}"
+    results = {(r["test"], r["id"]): r for r in doc["results"]}
+    assert set(results) == expected_tests(), sorted(results)
+    outcomes = sorted(r["outcome"] for r in results.values())
+    assert outcomes == ["error"] * (len(results) - 1) + ["fail"], outcomes
+    for r in results.values():
+        assert re.search(CRASHED if r["outcome"] == "fail" else r"^not run: ", r["reason"]), r
