@@ -203,8 +203,6 @@ def test_storage_dtype_passes_16_bit_data_as_bits():
 @pytest.mark.parametrize("flags", ALL_FLAGS, ids=lambda f: "-".join(k for k, v in f.items() if v))
 def test_schedules_follow_the_path_semantics(path, flags):
     f = kernels.FLAGS
-    if path == semantics.CUDNN and flags["use_global_stats"]:
-        pytest.skip("use_global_stats never takes the cuDNN path")
     batch = flags["training"] and not flags["use_global_stats"]
     fwd = semantics.forward_schedule(path, **flags)
     step = semantics.backward_schedule(path, **{k: flags[k] for k in FLAG_NAMES[:3]})
@@ -223,7 +221,8 @@ def test_schedules_follow_the_path_semantics(path, flags):
     where = f["kUpdateInForward"] if path == semantics.CUDNN else f["kUpdateInBackward"]
     assert all(not (s.flags & (f["kUpdateInForward"] | f["kUpdateInBackward"]) & ~where)
                for s in step)
-    recomputed = path == semantics.CUDNN and not flags["training"]
+    recomputed = (path == semantics.CUDNN and not flags["training"]
+                  and not flags["use_global_stats"])
     assert [s.policy for s in step][-2:] == ["GradReducer", "InputGradOp"]
     assert (step[0].policy == "StatsReducer") == (batch or recomputed)
     assert all(s.center == ("batch" if batch or recomputed else "running") for s in step)
@@ -243,10 +242,14 @@ def test_scalars_of_the_two_paths():
 
 
 def test_path_selection_and_cudnn_eps_check():
-    assert semantics.select_path(False, cudnn_off=False, use_global_stats=False) == "mxnet"
-    assert semantics.select_path(True, cudnn_off=False, use_global_stats=False) == "cudnn"
-    assert semantics.select_path(True, cudnn_off=True, use_global_stats=False) == "mxnet"
-    assert semantics.select_path(True, cudnn_off=False, use_global_stats=True) == "mxnet"
+    for cudnn_off, use_global_stats in itertools.product((True, False), repeat=2):
+        kw = dict(cudnn_off=cudnn_off, use_global_stats=use_global_stats)
+        assert semantics.select_path("mxnet", **kw) == "mxnet"
+        assert semantics.select_path("cudnn", **kw) == "cudnn"
+        assert semantics.select_path("dispatch", **kw) == (
+            "cudnn" if not cudnn_off and not use_global_stats else "mxnet")
+    with pytest.raises(ValueError, match="mode"):
+        semantics.select_path("cuda", cudnn_off=False, use_global_stats=False)
     assert semantics.check_cudnn_eps(1e-5) == 1e-5
     with pytest.raises(ValueError, match="eps=1e-06"):
         semantics.check_cudnn_eps(1e-6)
@@ -302,10 +305,16 @@ def test_cudnn_reference_uses_eps_unrounded_for_16_bit_data():
     assert not np.array_equal(out["invstd"], cpu["invstd"])
 
 
-def test_cudnn_reference_rejects_calls_off_the_cudnn_path():
-    x, g, b, rm, rv, _ = make_inputs((4, 2), 1, "float32")
-    with pytest.raises(ValueError, match="not the cuDNN path"):
-        semantics.cudnn_reference(x, g, b, rm, rv, **_kwargs(1, cudnn_off=True))
+def test_cudnn_reference_with_global_stats_and_its_eps_check():
+    x, g, b, rm, rv, dy = make_inputs((4, 2), 1, "float64")
+    kw = _kwargs(1, use_global_stats=True)
+    ref = NumpyBackend()
+    for mine, theirs in ((semantics.cudnn_reference(x, g, b, rm, rv, **kw),
+                          ref.forward(x, g.copy(), b, rm.copy(), rv.copy(), **kw)),
+                         (semantics.cudnn_reference(x, g, b, rm, rv, dy, **kw),
+                          ref.backward(x, g.copy(), b, rm.copy(), rv.copy(), dy, **kw))):
+        for name, value in theirs.items():  # float64: DType(eps) == eps, nothing else differs
+            np.testing.assert_allclose(mine[name], value, rtol=1e-13, err_msg=name)
     with pytest.raises(ValueError, match="eps"):
         semantics.cudnn_reference(x, g, b, rm, rv, **_kwargs(1, eps=0.0))
 
@@ -320,7 +329,11 @@ class _Case:
 
 
 def test_backend_declares_its_device_profile_and_flavours():
-    plain, cudnn = CudaBackend(), CudaBackend(emulate_cudnn=True)
+    plain, cudnn = CudaBackend(), CudaBackend(mode="cudnn")
+    dispatch = CudaBackend(mode="dispatch")
+    assert (dispatch.name, dispatch.capabilities.profile) == ("cuda-dispatch", ())
+    with pytest.raises(ValueError, match="mode"):
+        CudaBackend(mode="cuDNN")
     assert plain.name == "cuda" and plain.capabilities.device == "cuda"
     assert plain.capabilities.profile == ()
     assert (cudnn.name, cudnn.capabilities.profile) == ("cuda-cudnn", semantics.CUDNN_VARIANTS)
@@ -348,19 +361,22 @@ def test_without_a_gpu_cases_skip_with_the_reason_and_calls_raise_after_validati
     with pytest.raises(TypeError, match="dy"):
         backend.backward(x, g, b, rm, rv, dy.astype(np.float64), **_kwargs(1))
     with pytest.raises(ValueError, match="eps"):
-        CudaBackend(emulate_cudnn=True).forward(x, g, b, rm, rv, **_kwargs(1, eps=1e-7))
+        CudaBackend(mode="cudnn").forward(x, g, b, rm, rv, **_kwargs(1, eps=1e-7))
     gamma = g.copy()
     with pytest.raises(runtime.RuntimeUnavailable, match="CuPy"):
         backend.forward(x, gamma, b, rm, rv, **_kwargs(1, fix_gamma=True))
     np.testing.assert_array_equal(gamma, g)  # nothing written before the runtime is there
 
 
-def test_cudnn_flavour_skips_eps_below_the_cudnn_minimum(monkeypatch):
+def test_cudnn_flavours_skip_eps_below_the_cudnn_minimum_where_they_take_that_path(monkeypatch):
     monkeypatch.setattr(runtime, "unavailable_reason", lambda: None)
-    backend = CudaBackend(emulate_cudnn=True)
-    assert "1e-05" in backend.supports(_Case("fwd", eps=1e-6))
-    assert backend.supports(_Case("fwd", eps=1e-6, cudnn_off=True)) is None
-    assert backend.supports(_Case("fwd", eps=1e-6, use_global_stats=True)) is None
+    cudnn, dispatch = CudaBackend(mode="cudnn"), CudaBackend(mode="dispatch")
+    for kw in ({}, {"cudnn_off": True}, {"use_global_stats": True}):
+        assert "1e-05" in cudnn.supports(_Case("fwd", eps=1e-6, **kw))
+        assert cudnn.supports(_Case("fwd", eps=1e-5, **kw)) is None
+    assert "1e-05" in dispatch.supports(_Case("fwd", eps=1e-6))
+    assert dispatch.supports(_Case("fwd", eps=1e-6, cudnn_off=True)) is None
+    assert dispatch.supports(_Case("fwd", eps=1e-6, use_global_stats=True)) is None
 
 
 def test_registered_as_cuda():
@@ -476,13 +492,14 @@ def test_emulated_results_do_not_depend_on_the_block_order(shape, axis):
 @needs_cxx
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("training", [True, False])
-def test_emulated_cudnn_flavour_matches_its_reference(dtype, training):
+@pytest.mark.parametrize("use_global_stats", [True, False])
+def test_emulated_cudnn_flavour_matches_its_reference(dtype, training, use_global_stats):
     from backends.cuda import emulation
 
     backend = emulation.cudnn_factory()
     shape, axis = (6, 5, 33), 1
     x, g, b, rm, rv, dy = make_inputs(shape, axis, dtype)
-    kw = _kwargs(axis, training=training)
+    kw = _kwargs(axis, training=training, use_global_stats=use_global_stats)
     got_fwd = backend.forward(x, g.copy(), b, rm.copy(), rv.copy(), **kw)
     got_step = backend.backward(x, g.copy(), b, rm.copy(), rv.copy(), dy, **kw)
     ref_fwd = semantics.cudnn_reference(x, g.copy(), b, rm, rv, **kw)
