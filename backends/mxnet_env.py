@@ -5,8 +5,8 @@ environment cannot have, so the ``mxnet`` backend runs its worker child
 (``backends.worker``) in a separate virtual environment, ``.venv-mxnet/`` at the repository
 root (git-ignored). This command creates it with the packages below, then starts the worker
 in it and runs one batch norm through it to prove it works. The worker child itself needs
-only numpy and the standard library; this repository is put on its path at run time, so
-nothing of the suite is installed there.
+only numpy and the standard library (and ml_dtypes to receive bfloat16 arrays); this
+repository is put on its path at run time, so nothing of the suite is installed there.
 
     python -m backends.mxnet_env                     # create (or reuse) .venv-mxnet
     python -m backends.mxnet_env --force             # delete and create again
@@ -25,8 +25,10 @@ from pathlib import Path
 
 from .mxnet_adapter import VENV, venv_python
 
-#: The pinned packages: MXNet 1.9.1 and the newest numpy it works with (cp311 wheels exist).
-PACKAGES = ("mxnet==1.9.1", "numpy==1.23.5")
+#: The pinned packages: MXNet 1.9.1 and the newest numpy it works with (cp311 wheels exist),
+#: and ml_dtypes for the worker child to receive bfloat16 arrays (pip picks a release that
+#: works with numpy 1.23.5).
+PACKAGES = ("mxnet==1.9.1", "numpy==1.23.5", "ml_dtypes")
 #: numpy 1.23.5 has wheels for CPython 3.8 to 3.11.
 MAX_PYTHON = (3, 11)
 

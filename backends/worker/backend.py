@@ -33,6 +33,10 @@ from conformance.adapter import Capabilities
 from .process import WorkerProcess, remote_exception
 from .protocol import pack_call, pack_case
 
+#: The positional array arguments of forward/backward/quantized, in the contract's order
+#: (conformance/adapter.py): their names key the arrays of a request.
+ARRAY_ARGUMENTS = ("x", "gamma", "beta", "running_mean", "running_var", "dy")
+
 
 def capabilities_from(values: dict) -> Capabilities:
     """Return the Capabilities a child reported (unknown fields are ignored)."""
@@ -110,11 +114,13 @@ class OutOfProcessBackend:
         self._finalizer()
 
     def _call(self, method: str, args, kwargs) -> dict[str, np.ndarray]:
-        meta, arrays = pack_call(method, args, kwargs)
+        meta, arrays = pack_call(method, args, kwargs, names=ARRAY_ARGUMENTS)
+        targets = {item["array"]: value for item, value in zip(meta["args"], args)
+                   if "array" in item}
+        targets.update({f"kw:{name}": value for name, value in kwargs.items()})
         reply, received = self._worker.request(meta, arrays, what=f"{method}()")
         for key in reply.get("inout", []):
-            target = args[int(key[3:])] if key.startswith("arg") else kwargs[key[3:]]
-            _write_back(target, received[f"inout:{key}"])
+            _write_back(targets.get(key), received[f"inout:{key}"])
         if reply.get("kind") == "error":
             raise remote_exception(reply["error"], f"{self.name}.{method}")
         if "returned" in reply:

@@ -32,8 +32,9 @@ import numpy as np
 
 from backends.worker.protocol import (
     CaseView,
+    decode,
     encode,
-    read_message,
+    read_body,
     unpack_call,
 )
 
@@ -111,10 +112,14 @@ class Child:
         if not self.hello():
             return 1
         while True:
-            message = read_message(self.inp)
-            if message is None:
+            body = read_body(self.inp)
+            if body is None:
                 return 0
-            meta, arrays = message
+            try:  # a request this interpreter cannot decode (an array dtype it lacks)
+                meta, arrays = decode(body)
+            except Exception as exc:  # noqa: BLE001 - reported to the parent
+                self.send({"kind": "error", "error": error_meta(exc)})
+                continue
             kind = meta.get("kind")
             if kind == "shutdown":
                 return 0

@@ -117,10 +117,17 @@ def body_length(header: bytes) -> int:
 def read_message(stream) -> tuple[dict, dict[str, np.ndarray]] | None:
     """Return the next (meta, arrays) from a blocking binary stream, or None at a clean EOF
     (no byte of a new message). A message cut short raises ProtocolError."""
+    body = read_body(stream)
+    return None if body is None else decode(body)
+
+
+def read_body(stream) -> bytes | None:
+    """Return the body of the next message from a blocking binary stream (to decode), or
+    None at a clean EOF. A message cut short raises ProtocolError."""
     header = _read_exact(stream, HEADER.size, allow_eof=True)
     if header is None:
         return None
-    return decode(_read_exact(stream, body_length(header), allow_eof=False))
+    return _read_exact(stream, body_length(header), allow_eof=False)
 
 
 def _read_exact(stream, n: int, *, allow_eof: bool) -> bytes | None:
@@ -139,14 +146,17 @@ def _read_exact(stream, n: int, *, allow_eof: bool) -> bytes | None:
 # --- arguments and cases ----------------------------------------------------------------
 
 
-def pack_call(method: str, args, kwargs) -> tuple[dict, dict[str, np.ndarray]]:
-    """Return (meta, arrays) of a call: ndarray arguments travel as arrays (``arg<i>`` or
-    ``kw:<name>``), everything else as JSON values."""
+def pack_call(method: str, args, kwargs,
+              names: tuple[str, ...] = ()) -> tuple[dict, dict[str, np.ndarray]]:
+    """Return (meta, arrays) of a call: ndarray arguments travel as arrays, everything else
+    as JSON values. A positional array is keyed by its parameter name from names (so that
+    messages about it name it), else ``arg<i>``; a keyword array by ``kw:<name>``."""
     meta_args, arrays = [], {}
     for i, value in enumerate(args):
         if isinstance(value, np.ndarray):
-            arrays[f"arg{i}"] = value
-            meta_args.append({"array": f"arg{i}"})
+            key = names[i] if i < len(names) else f"arg{i}"
+            arrays[key] = value
+            meta_args.append({"array": key})
         else:
             meta_args.append({"value": value})
     meta_kwargs = {}
