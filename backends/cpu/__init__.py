@@ -22,7 +22,7 @@ import numpy as np
 
 from conformance.adapter import ALL_DTYPES, Capabilities
 from oracle.flags import DTYPES, numpy_dtype
-from oracle.validate import check_arguments
+from oracle.validate import check_arguments, check_quantized_arguments
 
 def _load_extension():
     """Import the compiled module; BN_CPU_EXTENSION=path loads another build of it (the
@@ -108,7 +108,7 @@ class CpuBackend:
 
     name = "cpu"
     version = "0.1.0"
-    capabilities = Capabilities(dtypes=ALL_DTYPES, backward=True, device="cpu")
+    capabilities = Capabilities(dtypes=ALL_DTYPES, backward=True, quantized=True, device="cpu")
 
     def __init__(self) -> None:
         extension()
@@ -173,6 +173,27 @@ class CpuBackend:
                                batch_stats, True)
         return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "running_mean": running_mean,
                 "running_var": running_var}
+
+    # --- the quantized path (int8 kernel: src/quantized.h) -------------------------------
+
+    def quantized(self, x, gamma, beta, running_mean, running_var, *, min_data, max_data,
+                  min_calib_range, max_calib_range, eps, axis, **flags):
+        """Return int8 out and float32 min_out/max_out (shape (1,)) of the quantized batch
+        norm (spec "Quantized path"); the float operator's flags are accepted and ignored."""
+        _, ax = check_quantized_arguments(
+            x, gamma, beta, running_mean, running_var, axis=axis, eps=eps, min_data=min_data,
+            max_data=max_data, min_calib_range=min_calib_range,
+            max_calib_range=max_calib_range)
+        f32 = lambda v: float(np.float32(v))  # noqa: E731 - MXNet holds the ranges as float
+        data_scale = max(abs(f32(min_data)), abs(f32(max_data)))
+        output_scale = max(abs(f32(min_calib_range)), abs(f32(max_calib_range)))
+        x = np.ascontiguousarray(x)
+        params = [np.ascontiguousarray(p, dtype=np.float32)  # native byte order
+                  for p in (gamma, beta, running_mean, running_var)]
+        out = np.empty(x.shape, dtype=np.int8)
+        extension().quantized(x, *params, out, ax, float(eps), data_scale, output_scale)
+        return {"out": out, "min_out": np.array([min_calib_range], dtype=np.float32),
+                "max_out": np.array([max_calib_range], dtype=np.float32)}
 
 
 def factory() -> CpuBackend:

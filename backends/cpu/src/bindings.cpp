@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "ops.h"
+#include "quantized.h"
 
 namespace nb = nanobind;
 using Array = nb::ndarray<nb::ro, nb::device::cpu>;
@@ -130,6 +131,32 @@ NB_MODULE(_bn_cpu, m) {
         },
         nb::arg("a").noconvert(), nb::arg("b").noconvert(), nb::arg("c").noconvert(), nb::arg("s"),
         nb::arg("stream") = false, "a = b + s * c on float32 arrays (the bandwidth floor).");
+
+  // The quantized path (quantized.h): int8/uint8 x into a preallocated int8 out.
+  m.def("quantized",
+        [](const Array& x, const Array& gamma, const Array& beta, const Array& running_mean,
+           const Array& running_var, const Array& out, int axis, double eps, double data_scale,
+           double output_scale) {
+          bn::QuantizedArgs a;
+          a.x = ref("x", x);
+          a.gamma = ref("gamma", gamma);
+          a.beta = ref("beta", beta);
+          a.running_mean = ref("running_mean", running_mean);
+          a.running_var = ref("running_var", running_var);
+          a.out = ref("out", out);
+          a.axis = axis;
+          a.eps = eps;
+          a.data_scale = data_scale;
+          a.output_scale = output_scale;
+          nb::gil_scoped_release unlocked;
+          bn::op_quantized(a);
+        },
+        nb::arg("x").noconvert(), nb::arg("gamma").noconvert(), nb::arg("beta").noconvert(),
+        nb::arg("running_mean").noconvert(), nb::arg("running_var").noconvert(),
+        nb::arg("out").noconvert(), nb::arg("axis"), nb::arg("eps"), nb::arg("data_scale"),
+        nb::arg("output_scale"),
+        "Quantized batch norm: int8/uint8 x, float32 parameters, data range scale A and "
+        "calibration scale B, into int8 out.");
 
   m.def("set_isa", &bn::set_isa, nb::arg("name"),
         "Choose the kernels: 'avx512', 'avx2', 'portable', or 'auto'.");
