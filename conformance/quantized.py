@@ -34,7 +34,7 @@ def declared_profile(backend) -> tuple[str, ...]:
     """Return the backend's quantized profile (sorted, validated; () when none)."""
     names = getattr(backend.capabilities, "quantized_profile", ()) or ()
     if isinstance(names, str):
-        raise ValueError(f"quantized_profile={names!r} must be a tuple of variant names")
+        raise TypeError(f"quantized_profile={names!r} must be a tuple of variant names")
     return tuple(sorted(check_quantized_variants(names)))
 
 
@@ -153,4 +153,41 @@ def check_quantized(conformance, case) -> None:
                                   variants)
         conformance.record["message"] = message.splitlines()[0]
         pytest.fail(message)
+
+
+def print_repro(case, backend, tolerance: str, top: int) -> int:
+    """Print each output's verdict and the worst elements of ``out`` (index, got, expected,
+    exact value, dist, cond, verdict in units); return 0 on pass, 1 on fail (for
+    ``python -m conformance.repro``)."""
+    from .runner import run_case
+
+    variants = declared_profile(backend)
+    if variants:
+        print(f"judged with the declared quantized profile {list(variants)}")
+    where = f"{case.id} on {backend.name}"
+    ok = True
+    for result, got, expected in judge_quantized(case, run_case(backend, case), tolerance,
+                                                 variants):
+        verdict = "ok" if result.ok else "FAIL"
+        print(f"\n{result.name} ({result.dtype}, {result.n} elements): {verdict}")
+        ok &= result.ok
+        if result.problem is not None or not isinstance(expected, QuantizedExpected):
+            if not result.ok:
+                print(f"  {output_line(result, got, expected, where)}")
+            continue
+        units, off = element_verdicts(got, expected, result.limit)
+        order = np.lexsort((-np.abs(off).ravel(), -units.ravel()))
+        rows = [["index", "got", "expected", "value", "dist", "cond", "units"]]
+        for flat in order[: top if top > 0 else None]:
+            i = np.unravel_index(flat, expected.shape)
+            rows.append([index_text(tuple(int(k) for k in i)), str(int(got[i])),
+                         str(int(expected.rounded[i])),
+                         format_value(expected.hi[i], expected.lo[i], 12),
+                         f"{float(expected.dist[i]):.3g}", f"{float(expected.cond[i]):.3g}",
+                         f"{float(units[i]):.3g}"])
+        widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print("\nPASS" if ok else "\nFAIL")
+    return 0 if ok else 1
 

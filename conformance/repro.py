@@ -80,11 +80,15 @@ def main(argv=None) -> int:
     if reason is not None:
         print(f"SKIPPED: {reason}")
         return 0
-    if case.op == "err":
+    if case.op == "err" or case.error is not None:  # qnt cases may be invalid calls too
         problem = judge_error(backend, case)
         print(f"FAIL: {problem}" if problem else "PASS: rejected as required")
         return 1 if problem else 0
     where = f"{case.id} on {backend.name}"
+    if case.op == "qnt":  # the quantized path: integer rule (conformance/quantized.py)
+        from .quantized import print_repro
+
+        return print_repro(case, backend, args.tolerance, args.top)
     ok = True
     for result, got, expected in judge_outputs(case, run_case(backend, case), ALL_CHECKED,
                                                args.tolerance):

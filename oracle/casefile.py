@@ -46,8 +46,15 @@ import yaml
 
 from . import PRECISION_BITS, __version__
 from .api import Expected, QuantizedExpected, output_dtype
-from .flags import (BACKWARD_OUTPUTS, DTYPES, FORWARD_OUTPUTS, QUANTIZED_DTYPES,
-                    QUANTIZED_OUTPUTS, Flags, numpy_dtype)
+from .flags import (
+    BACKWARD_OUTPUTS,
+    DTYPES,
+    FORWARD_OUTPUTS,
+    QUANTIZED_DTYPES,
+    QUANTIZED_OUTPUTS,
+    Flags,
+    numpy_dtype,
+)
 from .formats import FORMATS, round_float64
 
 SCHEMA = 1

@@ -88,7 +88,7 @@ def evaluate_quantized(x, gamma, beta, running_mean, running_var, *, min_data, m
         x, gamma, beta, running_mean, running_var, axis=axis, eps=eps, min_data=min_data,
         max_data=max_data, min_calib_range=min_calib_range, max_calib_range=max_calib_range)
     names = check_quantized_variants(variants)
-    f32 = lambda v: Fraction(round_fraction(Fraction(float(v)), _F32))  # noqa: E731
+    f32 = lambda v: Fraction(round_fraction(Fraction(float(v)), _F32))
     A = max(abs(f32(min_data)), abs(f32(max_data)))
     B = max(abs(f32(min_calib_range)), abs(f32(max_calib_range)))
     X = np.moveaxis(np.asarray(x), ax, 0).astype(np.int64)
@@ -104,7 +104,7 @@ def evaluate_quantized(x, gamma, beta, running_mean, running_var, *, min_data, m
             table = [channel.element(int(q)) for q in values]
             for k, column in enumerate((rounded, hi, lo, dist, cond)):
                 column[c] = np.array([row[k] for row in table])[inverse.reshape(X[c].shape)]
-    back = lambda a: np.moveaxis(a, 0, ax)  # noqa: E731
+    back = lambda a: np.moveaxis(a, 0, ax)
     out = QuantizedExpected("out", "int8", back(hi), back(lo), back(rounded), back(cond),
                             back(dist))
     return {"out": out,

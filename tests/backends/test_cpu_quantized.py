@@ -20,7 +20,7 @@ if not hasattr(EXT, "quantized"):
                 allow_module_level=True)
 
 F32 = np.float32
-RANGES = dict(min_data=-2.0, max_data=1.5, min_calib_range=-3.0, max_calib_range=2.5)
+RANGES = {"min_data": -2.0, "max_data": 1.5, "min_calib_range": -3.0, "max_calib_range": 2.5}
 LIMIT = quantized_limit_for("strict").units
 
 

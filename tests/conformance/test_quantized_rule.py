@@ -139,7 +139,7 @@ def test_mutants_fail(qnt_cases, mutant, where):
 
 
 def _expected(rounded, value, dist, cond):
-    a = lambda v: np.array(v, dtype=np.float64)  # noqa: E731
+    a = lambda v: np.array(v, dtype=np.float64)
     return QuantizedExpected("out", "int8", a(value), np.zeros(len(value)), a(rounded), a(cond),
                              a(dist))
 

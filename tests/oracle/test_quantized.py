@@ -118,7 +118,8 @@ def check_against_reference(x, g, b, rm, rv, ranges, eps, variants):
         assert e.rounded[index] == out, f"{where}: {e.rounded[index]} but should be {out}"
         value = Fraction(float(e.hi[index])) + Fraction(float(e.lo[index]))
         slack = (abs(lo) + 1) * Fraction(1, 10**29)
-        assert lo - slack <= value <= hi + slack, f"{where}: value {float(value)} outside [{float(lo)}, {float(hi)}]"
+        assert lo - slack <= value <= hi + slack, (
+            f"{where}: value {float(value)} outside [{float(lo)}, {float(hi)}]")
         d_lo, d_hi = ref_dist(lo, hi)
         d_slack = slack + d_hi * Fraction(1, 2**52)  # dist is the nearest float64
         assert d_lo - d_slack <= Fraction(float(e.dist[index])) <= d_hi + d_slack, where
@@ -294,28 +295,29 @@ def test_axis_moves_the_channels():
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(min_calib_range=None), ValueError, "min_calib_range"),
-    (dict(max_calib_range=None), ValueError, "max_calib_range"),
-    (dict(min_calib_range=None, max_calib_range=None), ValueError, "needs both"),
-    (dict(min_calib_range=2.0, max_calib_range=1.0), ValueError, "greater than"),
-    (dict(min_calib_range=0.0, max_calib_range=0.0), ValueError, "nonzero"),
-    (dict(min_calib_range=-np.inf), ValueError, "min_calib_range"),
-    (dict(max_data=np.nan), ValueError, "max_data"),
-    (dict(eps=-1.0), ValueError, "eps"),
-    (dict(axis=3), ValueError, "axis"),
-    (dict(x=np.zeros((2, 3), np.float32)), TypeError, "x.dtype"),
-    (dict(x=np.zeros((2, 3), np.int16)), TypeError, "x.dtype"),
-    (dict(x=np.zeros((3,), np.int8)), ValueError, "x.ndim"),
-    (dict(gamma=np.ones(3, np.float64)), TypeError, "gamma"),
-    (dict(beta=np.ones(4, np.float32)), ValueError, "beta"),
-    (dict(running_var=np.array([1, -1, 1], np.float32)), ValueError, "running_var"),
-    (dict(gamma=np.array([1, np.inf, 1], np.float32)), ValueError, "gamma"),
-    (dict(variants=("no_such",)), ValueError, "no_such"),
+    ({"min_calib_range": None}, ValueError, "min_calib_range"),
+    ({"max_calib_range": None}, ValueError, "max_calib_range"),
+    ({"min_calib_range": None, "max_calib_range": None}, ValueError, "needs both"),
+    ({"min_calib_range": 2.0, "max_calib_range": 1.0}, ValueError, "greater than"),
+    ({"min_calib_range": 0.0, "max_calib_range": 0.0}, ValueError, "nonzero"),
+    ({"min_calib_range": -np.inf}, ValueError, "min_calib_range"),
+    ({"max_data": np.nan}, ValueError, "max_data"),
+    ({"eps": -1.0}, ValueError, "eps"),
+    ({"axis": 3}, ValueError, "axis"),
+    ({"x": np.zeros((2, 3), np.float32)}, TypeError, "x.dtype"),
+    ({"x": np.zeros((2, 3), np.int16)}, TypeError, "x.dtype"),
+    ({"x": np.zeros((3,), np.int8)}, ValueError, "x.ndim"),
+    ({"gamma": np.ones(3, np.float64)}, TypeError, "gamma"),
+    ({"beta": np.ones(4, np.float32)}, ValueError, "beta"),
+    ({"running_var": np.array([1, -1, 1], np.float32)}, ValueError, "running_var"),
+    ({"gamma": np.array([1, np.inf, 1], np.float32)}, ValueError, "gamma"),
+    ({"variants": ("no_such",)}, ValueError, "no_such"),
 ])
 def test_invalid_calls(kwargs, exc, match):
-    args = dict(x=np.zeros((2, 3), np.int8), gamma=np.ones(3, F32), beta=np.zeros(3, F32),
-                running_mean=np.zeros(3, F32), running_var=np.ones(3, F32), min_data=-1.0,
-                max_data=1.0, min_calib_range=-1.0, max_calib_range=1.0, eps=1e-3, axis=1)
+    args = {"x": np.zeros((2, 3), np.int8), "gamma": np.ones(3, F32),
+            "beta": np.zeros(3, F32), "running_mean": np.zeros(3, F32),
+            "running_var": np.ones(3, F32), "min_data": -1.0, "max_data": 1.0,
+            "min_calib_range": -1.0, "max_calib_range": 1.0, "eps": 1e-3, "axis": 1}
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         oracle.evaluate_quantized(**args)
@@ -336,7 +338,8 @@ def test_irrational_values_are_never_ties_and_keep_32_digits():
     """r = 1/sqrt(2): v = q/sqrt(2) is irrational for q != 0; hi + lo carries it to 1e-30."""
     out, _ = out_of(ALL_Q, rv=2.0)
     q = np.arange(-128, 128)
-    exact = [Fraction(float(h)) + Fraction(float(l)) for h, l in zip(out.hi.ravel(), out.lo.ravel())]
+    exact = [Fraction(float(h)) + Fraction(float(low))
+             for h, low in zip(out.hi.ravel(), out.lo.ravel())]
     for v, value in zip(q, exact):
         if v == 0:
             assert value == 0
