@@ -21,7 +21,9 @@ limit from the table below. Special values are exact, whatever the table says:
   overflows to that inf.
 
 The limits are keyed by (profile, output, data dtype); the output's own dtype (float32 for
-the statistics of 16-bit data) gives u_out. Every row carries its reason. The numbers are
+the statistics of 16-bit data) gives u_out. The quantized path's int8 output has its own
+integer rule and table (``QUANTIZED_TABLE`` below): exact, or one away toward a rounding
+boundary that the exact value lies within limit * 2**-24 * cond of. Every row carries its reason. The numbers are
 provisional until calibrated against real backends; change them here and nowhere else.
 """
 from __future__ import annotations
