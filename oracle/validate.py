@@ -44,15 +44,23 @@ def normalize_axis(axis, ndim: int) -> int:
     return int(axis) % ndim
 
 
+def _real(name: str, value) -> float:
+    """Return value as a float, or raise ValueError naming the parameter."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                      np.floating)):
+        raise ValueError(f"{name}={value!r} must be a real number")
+    return float(value)
+
+
 def check_eps(eps) -> float:
-    value = float(eps)
+    value = _real("eps", eps)
     if math.isnan(value) or value < 0:
         raise ValueError(f"eps={eps!r} must be a number >= 0")
     return value
 
 
 def check_momentum(momentum) -> float:
-    value = float(momentum)
+    value = _real("momentum", momentum)
     if not math.isfinite(value):
         raise ValueError(f"momentum={momentum!r} must be a finite number")
     return value
