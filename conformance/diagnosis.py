@@ -17,7 +17,11 @@ explain a case equally well:
 3. the cuDNN pair together: ``running_var_unbiased`` + ``stats_updated_in_forward``;
 4. output-level transforms that are not semantics the oracle offers:
    ``dgamma_sign_flipped`` (dgamma negated), ``stats_updated_in_global_mode`` (the running
-   statistics updated with the batch statistics under use_global_stats too), ``wrong_axis``
+   statistics updated with the batch statistics under use_global_stats too),
+   ``zero_variance_ieee`` (eps = 0: a constant channel's invstd is inf, not 0),
+   ``eps_float32`` (eps rounded to float32 and added as such, computed by the oracle with
+   that eps and ``eps_not_cast``), ``outputs_in_data_dtype`` (16-bit data: the float32
+   outputs rounded to the data dtype, judged with its rounding), ``wrong_axis``
    (normalised over another axis with the same extent, one candidate per such axis);
 5. simulated arithmetic (``conformance.simulate``): ``half_accumulation`` (16-bit data),
    ``one_pass_float32``; for a training step with batch statistics each in two
@@ -27,21 +31,27 @@ explain a case equally well:
 An alternative whose expected outputs equal the declared profile's on the judged outputs
 cannot explain anything and is not counted; two with equal expected outputs are reported
 as equivalent on this case, represented by the one that changes the fewest of the case's
-outputs (judged by this test or not: the smaller departure from the semantics). When none
+outputs (judged by this test or not: the smaller departure from the semantics). Among
+distinct explaining candidates the best is the one judged at the suite's own scale (not
+``loose``) with the smallest worst error. When none
 explains the failure, the one that brings the worst error down the most (at least
 ``CLOSEST_FACTOR`` times) is named as the closest.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from oracle.api import Expected
+from oracle.formats import FORMATS, round_float64
 from oracle.variants import VARIANTS
 
 from . import profiles, simulate
-from .compare import compare
+from .compare import compare, structural_problem
 from .tolerances import limit_for
 
 CUDNN_PAIR = ("running_var_unbiased", "stats_updated_in_forward")
@@ -51,6 +61,13 @@ TRANSFORMS = {
                                     "statistics also under use_global_stats (keys the "
                                     "update on training alone)",
     "wrong_axis": "normalises over another axis of the same extent instead of `axis`",
+    "zero_variance_ieee": "with DType(eps) = 0, a channel of zero batch variance gets "
+                          "invstd = 1/sqrt(0) = inf (IEEE) instead of 0: y, dx (and dgamma) "
+                          "NaN there, running_var updated with the variance 0",
+    "eps_float32": "adds eps rounded to float32 (an ONNX attribute is a float32) instead "
+                   "of eps cast to the data dtype",
+    "outputs_in_data_dtype": "rounds its float32 outputs (mean, invstd, dgamma, dbeta, "
+                             "running statistics) to the 16-bit data dtype",
     **simulate.SIMULATIONS,
 }
 #: A non-explaining alternative is named as the closest when it divides the worst error
@@ -66,6 +83,9 @@ class Candidate:
     kind: str  # "variant" | "transform" | "simulation"
     label: str  # how a sentence names it, e.g. "variant running_var_unbiased"
     description: str
+    #: judged with a looser scale than the tolerances (outputs_in_data_dtype): preferred
+    #: only when no candidate judged at the suite's own scale explains the failure
+    loose: bool = False
 
     @property
     def subject(self) -> str:
@@ -101,11 +121,24 @@ class Diagnosis:
     base_fraction: float
     tried: int
     error: str | None = None  # the diagnosis itself failed (never masks the failure)
+    #: {output: problem} for outputs missing or of the wrong dtype/shape that no candidate
+    #: explains; the rest of the diagnosis is then about the other outputs only.
+    structural: dict = field(default_factory=dict)
+    rest_failing: bool = True  # with structural problems: whether the other outputs fail
 
     @property
     def text(self) -> str:
         if self.error is not None:
             return f"no diagnosis ({self.error})"
+        if self.structural:
+            head = "; ".join(self.structural.values())
+            head += " (no known variant explains a missing or malformed output)"
+            if not self.rest_failing:
+                return head + "; the other outputs pass"
+            return head + "; the other outputs: " + self._found()
+        return self._found()
+
+    def _found(self) -> str:
         if self.explained is not None:
             t = self.explained
             text = (f"matches {t.candidate.subject} to {_fmt(t.ulp)} ulp "
@@ -125,14 +158,32 @@ class Diagnosis:
 
     @property
     def name(self) -> str | None:
-        """The name of the explaining candidate, or None."""
-        return self.explained.candidate.name if self.explained is not None else None
+        """The name of the candidate that explains every judged output, or None."""
+        if self.structural or self.explained is None:
+            return None
+        return self.explained.candidate.name
+
+    @property
+    def short(self) -> str:
+        """Return a short label that groups failures of the same kind in reports."""
+        if self.error is not None:
+            return "no diagnosis (the diagnosis failed)"
+        if self.structural:
+            head = "; ".join(self.structural.values())
+            if self.explained is not None:
+                return f"{head}; the rest: {self.explained.candidate.label}"
+            return head if not self.rest_failing else f"{head}; the rest not explained"
+        if self.explained is not None:
+            return self.explained.candidate.label
+        if self.closest is not None:
+            return f"not explained (closest: {self.closest.candidate.label})"
+        return "not explained"
 
     @property
     def explains(self) -> list[str]:
         """Return the names of every candidate that explains the failure, best first (its
         equivalents, then the other explaining ones)."""
-        if self.explained is None:
+        if self.name is None:
             return []
         names = [self.name, *(e.name for e in self.explained.equivalent)]
         for t in self.also:
@@ -141,8 +192,9 @@ class Diagnosis:
 
     def as_record(self) -> dict:
         return {"explained_by": self.name, "explains": self.explains,
-                "label": self.explained.candidate.label if self.explained else None,
-                "text": self.text, "tried": self.tried,
+                "label": self.explained.candidate.label if self.name else None,
+                "short": self.short, "text": self.text, "tried": self.tried,
+                "structural": dict(self.structural),
                 "base_fraction": _num(self.base_fraction),
                 "best": self.explained.as_record() if self.explained else None,
                 "also": [a.as_record() for a in self.also],
@@ -168,6 +220,56 @@ def _variant(name: str) -> Candidate:
 
 def _negated(e: Expected) -> Expected:
     return Expected(e.name, e.dtype, -e.hi, -e.lo, -e.rounded, e.cond.copy())
+
+
+def _in_data_dtype(e: Expected, dtype: str) -> Expected:
+    """Return e rounded to the 16-bit data dtype where it is not exact (cond > 0), judged
+    with that dtype's rounding: cond scaled by u(dtype) / u(e.dtype)."""
+    inexact = e.cond > 0
+    value = np.where(inexact, round_float64(e.hi + e.lo, FORMATS[dtype]), e.rounded)
+    scale = FORMATS[dtype].unit_roundoff / FORMATS[e.dtype].unit_roundoff
+    cond = np.where(inexact, np.maximum(e.cond, np.abs(e.hi)) * scale, 0.0)
+    return Expected(e.name, e.dtype, value, np.zeros_like(value), value.copy(), cond)
+
+
+def _zero_variance_ieee(case, base: dict) -> dict | None:
+    """Return base with the channels of zero batch variance computed by IEEE arithmetic
+    with eps = 0 (invstd = inf), or None where the case has no such channel."""
+    if not case.flags.batch_stats or round_float64(case.eps, FORMATS[case.dtype]) != 0:
+        return None
+    axis = case.axis % case.inputs["x"].ndim
+    x = np.moveaxis(case.inputs["x"].astype(np.float64), axis, -1).reshape(-1,
+                                                                          case.shape[axis])
+    zero = np.isfinite(x).all(axis=0) & (x == x[:1]).all(axis=0)
+    if not zero.any():
+        return None
+    out = dict(base)
+
+    def channel_values(name: str, value: float, per_element: bool) -> None:
+        e = base.get(name)
+        if e is None:
+            return
+        arrays = [a.copy() for a in (e.hi, e.lo, e.rounded, e.cond)]
+        for a, v in zip(arrays, (value, 0.0, value, 0.0), strict=True):
+            view = np.moveaxis(a, axis, -1) if per_element else a
+            view[..., zero] = v
+        out[name] = Expected(e.name, e.dtype, *arrays)
+
+    channel_values("y", np.nan, True)
+    channel_values("dx", np.nan, True)
+    channel_values("invstd", np.inf, False)
+    if not case.flags.fix_gamma:
+        channel_values("dgamma", np.nan, False)
+    rv = base.get("running_var")
+    if rv is not None and np.any(rv.cond[zero] > 0):  # updated: rv * m + 0 * (1 - m)
+        m = float(np.float32(case.momentum))
+        old = case.inputs["running_var"].astype(np.float64)
+        value = np.where(zero, old * m, rv.hi)
+        rounded = np.where(zero, round_float64(old * m, FORMATS[rv.dtype]), rv.rounded)
+        cond = np.where(zero, np.abs(old) * m, rv.cond)
+        out["running_var"] = Expected(rv.name, rv.dtype, value, np.where(zero, 0.0, rv.lo),
+                                      rounded, cond)
+    return out
 
 
 def candidates(case, profile=()) -> Iterator[tuple[Candidate, dict]]:
@@ -200,6 +302,23 @@ def candidates(case, profile=()) -> Iterator[tuple[Candidate, dict]]:
                          TRANSFORMS["stats_updated_in_global_mode"]),
                {**base, "running_mean": batch["running_mean"],
                 "running_var": batch["running_var"]})
+    ieee = _zero_variance_ieee(case, base)
+    if ieee is not None:
+        yield (Candidate("zero_variance_ieee", "transform", "transform zero_variance_ieee",
+                         TRANSFORMS["zero_variance_ieee"]), ieee)
+    eps32 = float(np.float32(case.eps))
+    if eps32 != case.eps or case.dtype in ("float16", "bfloat16"):
+        yield (Candidate("eps_float32", "transform", "transform eps_float32",
+                         TRANSFORMS["eps_float32"]),
+               profiles.evaluate_case(case, tuple(sorted(declared | {"eps_not_cast"})),
+                                      eps=eps32))
+    if case.dtype in ("float16", "bfloat16"):
+        yield (Candidate("outputs_in_data_dtype", "transform",
+                         f"transform outputs_in_data_dtype ({case.dtype})",
+                         TRANSFORMS["outputs_in_data_dtype"].replace(
+                             "16-bit data dtype", case.dtype), loose=True),
+               {n: _in_data_dtype(e, case.dtype) if e.dtype != case.dtype else e
+                for n, e in base.items()})
     shape = case.inputs["x"].shape
     axis = case.axis % len(shape)
     for other in range(len(shape)):
@@ -225,9 +344,12 @@ def candidates(case, profile=()) -> Iterator[tuple[Candidate, dict]]:
 
 
 def _judge(outputs: dict, expected: dict, names, tolerance: str, dtype: str):
-    """Return (ok, worst fraction, worst ulp) of the outputs against expected."""
+    """Return (ok, worst fraction, worst ulp) of the outputs against expected (an output
+    expected does not have is not judged: the alternative says it does not exist)."""
     ok, fraction, ulp = True, 0.0, 0.0
     for name in names:
+        if name not in expected:
+            continue
         result = compare(name, outputs.get(name), expected[name],
                          limit_for(tolerance, name, dtype).units)
         ok &= result.ok
@@ -257,14 +379,29 @@ def _diagnose(case, outputs, names, tolerance, profile) -> Diagnosis:
     profile = profiles.check_profile(profile)
     base = profiles.expected_for(case, profile)
     names = [n for n in names if n in base]
+    found = _search(case, outputs, names, tolerance, profile, base)
+    structural = {n: problem for n in names
+                  if (problem := structural_problem(outputs.get(n), base[n])) is not None}
+    if not structural or found.name is not None:
+        return found
+    rest = [n for n in names if n not in structural]
+    rest_failing = not _judge(outputs, base, rest, tolerance, case.dtype)[0]
+    inner = (_search(case, outputs, rest, tolerance, profile, base) if rest_failing
+             else Diagnosis(None, (), None, 0.0, found.tried))
+    return dataclasses.replace(inner, structural=structural, rest_failing=rest_failing)
+
+
+def _search(case, outputs, names, tolerance, profile, base) -> Diagnosis:
+    """Return the Diagnosis over the named outputs (see module doc)."""
     _, base_fraction, _ = _judge(outputs, base, names, tolerance, case.dtype)
     seen: list[tuple[dict, int, Trial]] = []
     for candidate, expected in candidates(case, profile):
-        if any(n not in expected for n in names) or profiles.same_expected(expected, base, names):
+        if profiles.same_expected(expected, base, names):
             continue
         extent = _extent(expected, base)
-        twin = next((i for i, (e, _, _) in enumerate(seen)
-                     if profiles.same_expected(expected, e, names, exactness=False)), None)
+        twin = next((i for i, (e, _, t) in enumerate(seen)
+                     if t.candidate.loose == candidate.loose
+                     and profiles.same_expected(expected, e, names, exactness=False)), None)
         if twin is None:
             ok, fraction, ulp = _judge(outputs, expected, names, tolerance, case.dtype)
             seen.append((expected, extent, Trial(candidate, ok, fraction, ulp)))
@@ -276,10 +413,12 @@ def _diagnose(case, outputs, names, tolerance, profile) -> Diagnosis:
             seen[twin][2].equivalent.append(candidate)
     trials = [t for _, _, t in seen]
     order = {id(t): i for i, t in enumerate(trials)}
-    explaining = sorted((t for t in trials if t.ok), key=lambda t: (t.fraction, order[id(t)]))
+    explaining = sorted((t for t in trials if t.ok),
+                        key=lambda t: (t.candidate.loose, t.fraction, order[id(t)]))
     if explaining:
         return Diagnosis(explaining[0], tuple(explaining[1:]), None, base_fraction, len(trials))
     closest = min(trials, key=lambda t: (t.fraction, order[id(t)]), default=None)
-    if closest is not None and not closest.fraction * CLOSEST_FACTOR <= base_fraction:
+    if closest is not None and not (closest.fraction < base_fraction and math.isfinite(
+            closest.fraction) and closest.fraction * CLOSEST_FACTOR <= base_fraction):
         closest = None
     return Diagnosis(None, (), closest, base_fraction, len(trials))

@@ -265,7 +265,8 @@ def _diagnosis_counts(results) -> str:
     for r in results:
         if r["outcome"] == "fail":
             d = r.get("diagnosis") or {}
-            counts[d.get("label") or ("not explained" if d else "no diagnosis")] += 1
+            counts[d.get("short") or d.get("label") or ("not explained" if d else
+                                                         "no diagnosis")] += 1
     if not counts:
         return ""
     rows = [[_e(label), f'<td class="num">{n}</td>'] for label, n in counts.most_common()]

@@ -238,12 +238,11 @@ def _diagnoses(document: dict) -> list[tuple[str, int, str]]:
             continue
         d = r.get("diagnosis")
         if d is None:
-            label = "no diagnosis (the backend raised, or a structural problem)"
-        elif d.get("label"):
-            label = d["label"]
+            label = ("no diagnosis: the backend raised on a valid case" if r.get("outputs") is None
+                     and r.get("flags") else "no diagnosis: not an output comparison "
+                     "(invalid or unusual input, properties)")
         else:
-            closest = (d.get("closest") or {}).get("label")
-            label = "not explained" + (f" (closest: {closest})" if closest else "")
+            label = d.get("short") or d.get("label") or "not explained"
         found.setdefault(label, []).append(r.get("id") or r["nodeid"])
     return sorted(((label, len(ids), ids[0]) for label, ids in found.items()),
                   key=lambda t: (-t[1], t[0]))

@@ -195,3 +195,59 @@ def test_missing_output_or_a_failing_diagnosis_never_raises(monkeypatch):
     broken = diagnosis.diagnose(case, _outputs_of(case.expected), names)
     assert broken.text == "no diagnosis (ZeroDivisionError: division by zero)"
     assert broken.as_record()["error"].startswith("ZeroDivisionError")
+
+
+def test_outputs_rounded_to_the_data_dtype_are_named():
+    """PyTorch's bfloat16 backward returns dgamma and dbeta rounded to bfloat16."""
+    case = _case("bwd_train_freegamma_batchstats_meanvar_axis1_bf16_2x3x5_normal")
+    names = _names(case, "main")
+    outputs = _outputs_of(case.expected)
+    for name in ("dgamma", "dbeta"):
+        outputs[name] = outputs[name].astype(case.inputs["x"].dtype).astype(np.float32)
+    found = diagnosis.diagnose(case, outputs, names)
+    assert found.name == "outputs_in_data_dtype", found.text
+    assert "transform outputs_in_data_dtype (bfloat16)" in found.text
+
+
+def test_eps_as_float32_is_named():
+    """ONNX stores eps as a float32 attribute: float64 data sees float32(1e-5)."""
+    case = _case(_existing("fwd_infer_fixgamma_batchstats_nomeanvar_axis0_fp64_3x4_normal_"
+                           "eps1e-05_mom0_cudnnoff"))
+    assert float(np.float32(case.eps)) != case.eps
+    expected = profiles.evaluate_case(case, ("eps_not_cast",), eps=float(np.float32(case.eps)))
+    found = diagnosis.diagnose(case, _outputs_of(expected), _names(case, "main"))
+    assert found.name == "eps_float32", found.text
+
+
+def test_zero_variance_with_zero_eps_by_ieee_arithmetic_is_named():
+    """invstd = 1/sqrt(0 + 0) = inf on a constant channel (oneDNN, ONNX Runtime): y NaN."""
+    case = _case(_existing("fwd_train_freegamma_batchstats_meanvar_axis0_fp64_3x4_constant_"
+                           "eps0_mom1"))
+    outputs = _outputs_of(case.expected)
+    x = case.inputs["x"]  # [C, M]: the channel axis is 0
+    zero = (x == x[:, :1]).all(axis=1)
+    assert zero.any()
+    outputs["y"] = outputs["y"].copy()
+    outputs["y"][zero, :] = np.nan
+    outputs["invstd"] = np.where(zero, np.inf, outputs["invstd"]).astype(np.float64)
+    found = diagnosis.diagnose(case, outputs, _names(case, "main"))
+    assert "zero_variance_ieee" in found.explains, found.text
+
+
+def test_missing_outputs_are_named_and_the_rest_diagnosed():
+    """PyTorch returns no mean/invstd with running statistics; y itself is right."""
+    case = _case("fwd_infer_freegamma_batchstats_meanvar_axis1_fp32_2x3x5_normal")
+    outputs = {"y": case.expected["y"].as_dtype()}
+    found = diagnosis.diagnose(case, outputs, _names(case, "main"))
+    assert found.name is None and found.explains == []
+    assert found.text == ("backend returned no 'mean'; backend returned no 'invstd' (no known "
+                          "variant explains a missing or malformed output); the other outputs "
+                          "pass")
+    assert found.short == "backend returned no 'mean'; backend returned no 'invstd'"
+    assert found.as_record()["structural"] == {"mean": "backend returned no 'mean'",
+                                               "invstd": "backend returned no 'invstd'"}
+    # and y under a variant: the rest is diagnosed
+    wrong_y = profiles.evaluate_case(_case(FWD), ("eps_outside_sqrt",))
+    found = diagnosis.diagnose(_case(FWD), {"y": wrong_y["y"].as_dtype()},
+                               _names(_case(FWD), "main"))
+    assert found.short.endswith("; the rest: variant eps_outside_sqrt"), found.short
