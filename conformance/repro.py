@@ -16,7 +16,7 @@ import numpy as np
 
 from oracle.casefile import hex_float
 
-from . import cases, deviations, registry
+from . import cases, deviations, diagnosis, profiles, registry
 from .checks import BACKWARD_CHECKED, FORWARD_CHECKED, RUNNING_CHECKED, judge_error, judge_outputs
 from .compare import element_errors
 from .messages import format_got, format_value, index_text, output_line
@@ -90,8 +90,13 @@ def main(argv=None) -> int:
 
         return print_repro(case, backend, args.tolerance, args.top)
     ok = True
-    for result, got, expected in judge_outputs(case, run_case(backend, case), ALL_CHECKED,
-                                               args.tolerance):
+    declared = profiles.declared(backend)  # judged against its semantic profile
+    if declared:
+        print(f"declared profile: {', '.join(declared)}")
+    outputs = run_case(backend, case)
+    judged = judge_outputs(profiles.profiled_case(case, declared), outputs, ALL_CHECKED,
+                           args.tolerance)
+    for result, got, expected in judged:
         verdict = "ok" if result.ok else "FAIL"
         print(f"\n{result.name} ({result.dtype}, {result.n} elements, limit {result.limit:g} "
               f"units): {verdict}; worst {result.worst_units:.3g} units "
@@ -102,6 +107,10 @@ def main(argv=None) -> int:
             continue
         header = ["index", "got", "expected", "cond", "err units", "err ulp"]
         print(format_table(header, diff_rows(got, expected, args.top)))
+    if not ok:  # what explains it (conformance/diagnosis.py)
+        found = diagnosis.diagnose(case, outputs, [r.name for r, _, _ in judged],
+                                   args.tolerance, declared)
+        print(f"\ndiagnosis: {found.text}")
     print("\nPASS" if ok else "\nFAIL")
     return 0 if ok else 1
 

@@ -9,7 +9,11 @@ variant that changes no case of the run is reported and warned about.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +29,7 @@ CUDNN = ("running_var_unbiased", "stats_updated_in_forward")
 #: their inference twins, float32, one shape: about 40 tests.
 SELECT = "fp32 and 2x3x5 and normal and batchstats"
 BACKENDS = "tests.conformance.profiled_backends"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _case(case_id):
@@ -151,3 +156,20 @@ def test_declared_variant_without_effect_warns(tmp_path):
     assert code == 0, tail
     assert report["profile"]["unused"] == ["eps_min_1e-5"]
     assert "UnusedVariantWarning" in tail and "'eps_min_1e-5'" in tail
+
+
+def test_repro_judges_against_the_profile_and_prints_the_diagnosis():
+    def repro(spec):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BN_BACKEND")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        return subprocess.run([sys.executable, "-m", "conformance.repro", FWD, "--backend",
+                               f"{BACKENDS}:{spec}", "--top", "1"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, check=False, timeout=300)
+
+    declared = repro("declared")
+    assert declared.returncode == 0, declared.stdout + declared.stderr
+    assert "declared profile: running_var_unbiased, stats_updated_in_forward" in declared.stdout
+    undeclared = repro("undeclared")
+    assert undeclared.returncode == 1
+    assert ("diagnosis: matches the oracle with variants "
+            "running_var_unbiased+stats_updated_in_forward") in undeclared.stdout
