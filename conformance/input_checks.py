@@ -22,6 +22,7 @@ from oracle.flags import dtype_name
 from .bad_inputs import ARRAY_NAMES, NAMES_ONLY, Call, Scenario
 from .checks import judge_outputs
 from .messages import failure_message
+from .profiles import declared
 from .runner import INPUT_ORDER
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|inf(?:inity)?"
@@ -156,12 +157,14 @@ def native_copy(a):
     return np.ascontiguousarray(a.astype(a.dtype.newbyteorder("="), copy=True))
 
 
-def expected_for(op: str, call: Call) -> dict:
-    """Return the oracle's expected outputs of the call, computed from native copies."""
+def expected_for(op: str, call: Call, variants=()) -> dict:
+    """Return the oracle's expected outputs of the call, computed from native copies, with
+    the backend's declared semantic variants."""
     args = {name: native_copy(a) for name, a in call.arrays.items()}
     kwargs = {k: v for k, v in call.kwargs.items() if k != "cudnn_off"}
     dy = args["dy"] if op == "step" else None
-    return oracle.evaluate(*(args[n] for n in INPUT_ORDER), dy, **kwargs)
+    return oracle.evaluate(*(args[n] for n in INPUT_ORDER), dy, variants=tuple(variants),
+                           **kwargs)
 
 
 def judge_unusual(backend, scenario: Scenario, profile: str, where: str) -> str | None:
@@ -169,7 +172,7 @@ def judge_unusual(backend, scenario: Scenario, profile: str, where: str) -> str 
     (or, where the scenario allows it, refuses it cleanly), else what went wrong."""
     call = scenario.build()
     before = snapshot(call)
-    expected = expected_for(scenario.op, call)
+    expected = expected_for(scenario.op, call, declared(backend))
     try:
         outputs = call_backend(backend, scenario.op, call)
     except Exception as exc:  # noqa: BLE001 - the backend's exception is the subject

@@ -62,6 +62,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_cmdline_main(config: pytest.Config):
+    if config.getoption("hypothesis_profile", None) or os.environ.get("HYPOTHESIS_PROFILE"):
+        from . import hypothesis_profiles  # noqa: F401 - registers ci / nightly before use
     if config.getoption("list_backends"):
         lines = registry.describe_all()
         print("\n".join(lines) if lines else f"no backends registered in {registry.GROUP}")
