@@ -27,6 +27,7 @@ from .matrix import Cell, cell_stats, format_fraction
 from .reports import OUTCOMES
 
 MAX_FAILURES = 300  # failures listed in full; the rest are counted
+RC_MAX = 1e12  # relative conditions beyond this (values next to 0) are drawn at it
 DTYPE_COLORS = {"float64": "#1f77b4", "float32": "#2ca02c", "float16": "#d62728",
                 "bfloat16": "#9467bd"}
 OUTCOME_COLORS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#6a1b9a",
@@ -51,6 +52,10 @@ figure { display: inline-block; margin: 8px 16px 8px 0; } figcaption { font-size
          color: #555; max-width: 530px; }
 img.plot { border: 1px solid #ddd; max-width: 530px; }
 .note { color: #555; font-style: italic; }
+.failure { border-left: 4px solid #c62828; background: #fafafa; padding: 4px 10px;
+           margin: 8px 0; font-size: 13px; }
+.failure .test { color: #555; } .failure .diagnosis { color: #1a237e; }
+code.id { font-weight: 600; background: none; }
 """
 
 
@@ -116,7 +121,7 @@ def _histogram(plt, points) -> str | None:
 def _scatter(plt, points) -> str | None:
     import numpy as np
 
-    rows = [(d, u, rc, f) for d, u, rc, f in points if rc is not None and rc > 0]
+    rows = [(d, u, min(rc, RC_MAX), f) for d, u, rc, f in points if rc is not None and rc > 0]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6.2, 3.6))
@@ -132,10 +137,11 @@ def _scatter(plt, points) -> str | None:
                        label=f"{dtype}: out of tolerance")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("relative condition cond / |value| (1 = well conditioned)")
+    ax.set_xlabel(f"relative condition cond / |value| (1 = well conditioned; "
+                  f"clipped at {RC_MAX:.0e})")
     ax.set_ylabel("error in ulp (min 1e-3)")
     ax.set_title("Error vs condition scale of the element")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     try:
         return _png(fig)
@@ -248,16 +254,22 @@ def _failures(results) -> str:
     bad = [r for r in results if r["outcome"] in ("fail", "error")]
     if not bad:
         return "<p>No failures.</p>"
-    rows = []
+    blocks = []
     for r in bad[:MAX_FAILURES]:
-        diagnosis = (r.get("diagnosis") or {}).get("text") or ""
-        repro = r.get("repro") or ""
-        rows.append([f"<code>{_e(r.get('id') or r['nodeid'])}</code>", _e(r.get("test")),
-                     _e((r.get("message") or r.get("reason") or "")[:400]), _e(diagnosis),
-                     f"<code>{_e(repro)}</code>" if repro else ""])
+        diagnosis = (r.get("diagnosis") or {}).get("text")
+        repro = r.get("repro")
+        lines = [f'<div class="failure"><div><code class="id">{_e(r.get("id") or r["nodeid"])}'
+                 f"</code> <span class=\"test\">{_e(r.get('test'))}, {_e(r['outcome'])}</span>"
+                 "</div>",
+                 f"<div>{_e((r.get('message') or r.get('reason') or '')[:500])}</div>"]
+        if diagnosis:
+            lines.append(f'<div class="diagnosis"><b>diagnosis:</b> {_e(diagnosis)}</div>')
+        if repro:
+            lines.append(f"<div><b>repro:</b> <code>{_e(repro)}</code></div>")
+        blocks.append("".join(lines) + "</div>")
     more = (f"<p class='note'>{len(bad) - MAX_FAILURES} more failures are in summary.json."
             "</p>" if len(bad) > MAX_FAILURES else "")
-    return _table(["case", "test", "first line", "diagnosis", "repro"], rows) + more
+    return "".join(blocks) + more
 
 
 def _diagnosis_counts(results) -> str:
