@@ -8,9 +8,10 @@ and every input array bit-identical afterwards (nothing written before the check
 - ``test_unusual_input``: valid input in odd layouts or of odd values
   (``conformance.bad_inputs.UNUSUAL``): computed as the oracle does, or refused cleanly
   where the layout allows it.
-- ``test_calib_range``: the quantized path's calibration range (spec: both values, min <=
-  max), through ``oracle.validate.check_calib_range``; a backend runs it only when the
-  adapter contract has a quantized call.
+- ``test_calib_range_check`` / ``test_calib_range_backend``: the quantized path's
+  calibration range (spec: both values, min <= max), through
+  ``oracle.validate.check_calib_range`` and through the backend's ``quantized`` call
+  (skipped for a backend without ``capabilities.quantized``).
 
 The generated tests (marked ``bn_generated``) run with the default case directory, not
 with ``--cases DIR``. A crash or hang fails the one test (pytest-xdist replaces the worker; the plugin's per-case
@@ -23,7 +24,12 @@ import pytest
 
 from conformance import bad_inputs, plugin
 from conformance.cases import ALL_DTYPES
-from conformance.input_checks import judge_invalid, judge_unusual, mentions_value
+from conformance.input_checks import (
+    judge_invalid,
+    judge_unusual,
+    mentions_value,
+    named_parameters,
+)
 from conformance.runner import call_backend, fresh_inputs
 from oracle.flags import dtype_name
 from oracle.validate import check_calib_range
@@ -169,22 +175,40 @@ def test_calib_range_check(low, high, names):
                 f"message={message!r}, but should name {name} and its value {value!r}")
 
 
+#: The quantized call needs both values, finite: (None, None) and (-inf, inf) are errors there.
+CALIB_QUANTIZED = [(lo, hi, ("min_calib_range", "max_calib_range")
+                    if lo is None and hi is None or lo == -math.inf else names)
+                   for lo, hi, names in CALIB]
+
+
 @pytest.mark.bn_generated
-@pytest.mark.parametrize("low, high, names", CALIB, ids=_calib_id)
+@pytest.mark.parametrize("low, high, names", CALIB_QUANTIZED, ids=_calib_id)
 def test_calib_range_backend(low, high, names, bn_backend):
-    """The backend's quantized call, once the adapter contract has one."""
+    """The backend's quantized call (conformance/adapter.py): a bad calibration range raises
+    ValueError naming it, with nothing written; a good one returns int8 out."""
     if not bn_backend.capabilities.quantized:
         pytest.skip(f"{bn_backend.name}: no quantized path (capabilities.quantized is False)")
-    if not callable(getattr(bn_backend, "quantized_forward", None)):
-        pytest.skip("the adapter contract (conformance/adapter.py) has no quantized call yet")
-    q = np.zeros((2, 3), np.int8)
-    params = [np.ones(3, np.float32) for _ in range(4)]
-    kwargs = {"min_data": -1.0, "max_data": 1.0, "eps": 1e-3, "axis": 1,
-              "min_calib_range": low, "max_calib_range": high}
+    arrays = {"x": np.array([[-5, 0, 7], [127, -128, 3]], np.int8),
+              "gamma": np.array([1.5, 0.5, 1.0], np.float32),
+              "beta": np.array([0.25, 0.0, -1.0], np.float32),
+              "running_mean": np.array([0.5, -0.5, 0.0], np.float32),
+              "running_var": np.array([1.0, 2.0, 0.5], np.float32)}
+    before = {k: v.tobytes() for k, v in arrays.items()}
+    kwargs = {"min_data": -1.0, "max_data": 1.0, "min_calib_range": low,
+              "max_calib_range": high, "eps": 1e-3, "axis": 1, "momentum": 0.9,
+              "fix_gamma": False, "use_global_stats": False, "output_mean_var": False,
+              "training": False, "cudnn_off": False}
+    call = bad_inputs.Call(arrays, kwargs)
     if names is None:
-        bn_backend.quantized_forward(q, *params, **kwargs)
+        out = bn_backend.quantized(*(arrays[n] for n in arrays), **kwargs)
+        assert out["out"].dtype == np.int8 and out["out"].shape == (2, 3), (
+            f"out={out['out']!r}, but should be int8 of shape (2, 3)")
         return
     with pytest.raises(ValueError) as info:
-        bn_backend.quantized_forward(q, *params, **kwargs)
-    assert all(n in str(info.value) for n in names), (
-        f"message={str(info.value)!r}, but should name {', '.join(names)}")
+        bn_backend.quantized(*(arrays[n] for n in arrays), **kwargs)
+    message = str(info.value)
+    named = named_parameters(message, call)
+    assert set(names) & set(named), (
+        f"message={message!r}, but should name {' or '.join(names)} [{bn_backend.name}]")
+    changed = [k for k, v in arrays.items() if v.tobytes() != before[k]]
+    assert not changed, f"raised as it should, but first changed {changed} in place"
