@@ -142,3 +142,25 @@ def test_report_lists_tests_never_run(tmp_path):
     assert outcomes == ["error"] * (len(results) - 1) + ["fail"], outcomes
     for r in results.values():
         assert re.search(CRASHED if r["outcome"] == "fail" else r"^not run: ", r["reason"]), r
+
+
+@pytest.mark.parametrize("args, method", [(["-n", "1"], "thread"),
+                                          (["-p", "no:xdist"], "signal"),
+                                          (["-p", "no:xdist", "--timeout", "7"], None)])
+def test_default_per_case_timeout(tmp_path, args, method):
+    """Without --timeout every test of the suite gets the plugin's per-case timeout: the
+    thread method in an xdist worker, the signal method in one process; with --timeout the
+    run's own setting applies (no marker)."""
+    from conformance.plugin import DEFAULT_CASE_TIMEOUT_S
+
+    probe = tmp_path / "probe.jsonl"
+    code, tail, _ = run_suite(tmp_path, "numpy", "-p", "tests.robustness.timeout_probe", *args,
+                              env={"BN_TIMEOUT_PROBE": str(probe)}, target="")
+    assert code == 0, tail
+    seen = [json.loads(line) for line in probe.read_text().splitlines()]
+    assert {s["nodeid"].rpartition("[")[2][:-1] for s in seen} == set(CASES)
+    want = None if method is None else {"args": [DEFAULT_CASE_TIMEOUT_S],
+                                        "kwargs": {"method": method}}
+    for s in seen:
+        got = None if s["args"] is None else {"args": s["args"], "kwargs": s["kwargs"]}
+        assert got == want, f"{s['nodeid']}: timeout marker {got}, but should be {want}"
