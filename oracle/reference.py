@@ -163,7 +163,7 @@ def _finish(name, dtype, hi, lo, err, exact_mask, slow, ieee, cond, risky) -> Ex
     undecided &= exact_mask
     hi, lo = hi.copy(), lo.copy()
     for index in zip(*np.nonzero(undecided)):
-        value = slow(index)
+        value = _decided(lambda prec: slow(index, prec), fmt)
         hi[index], lo[index] = _dd(value)
         rounded[index] = round_fraction(_to_fraction(value), fmt)
     ieee = np.broadcast_to(ieee, hi.shape)
@@ -174,6 +174,27 @@ def _finish(name, dtype, hi, lo, err, exact_mask, slow, ieee, cond, risky) -> Ex
     cond = np.where(special & ~np.isfinite(ieee), 0.0, cond)
     cond = np.where(np.isfinite(cond), cond, 0.0)
     return Expected(name, dtype, hi, lo, rounded, np.asarray(cond, dtype=np.float64))
+
+
+_MAX_PRECISION_BITS = 1 << 14
+
+
+def _decided(compute, fmt):
+    """compute(prec) at 256 bits, then at 4x the precision while its rounding to fmt is not
+    decided (Ziv's strategy): the result of compute(prec) is trusted to 2**-(prec/2 - 8)
+    relative (the slow paths keep at least prec/2 good bits through cancellation). Exact
+    results (Fractions) are decided at once."""
+    prec = PRECISION_BITS
+    while True:
+        with _MP.workprec(prec):
+            value = compute(prec)
+        if isinstance(value, Fraction) or prec >= _MAX_PRECISION_BITS:
+            return value
+        exact = _to_fraction(value)
+        delta = abs(exact) / (Fraction(2) ** (prec // 2 - 8))
+        if round_fraction(exact - delta, fmt) == round_fraction(exact + delta, fmt):
+            return value
+        prec *= 4
 
 
 def _unsafe_scalars(values) -> np.ndarray:
@@ -229,8 +250,13 @@ class _Evaluation:
         self.G, self.B = as64(gamma), as64(beta)
         self.RM, self.RV = as64(running_mean), as64(running_var)
         self.eps = eps
-        self.eps_d = (Fraction(eps) if "eps_not_cast" in variants
-                      else Fraction(round_fraction(Fraction(eps), FORMATS[dtype])))  # DType(eps)
+        eps_d = (eps if "eps_not_cast" in variants or not math.isfinite(eps)
+                 else round_fraction(Fraction(eps), FORMATS[dtype]))
+        # DType(eps), exact; an eps that overflows the data dtype (or is inf) makes every
+        # channel follow IEEE float64 arithmetic: invstd = 1/sqrt(var + inf) = 0.
+        self.eps_finite = math.isfinite(eps_d)
+        self.eps_d = Fraction(eps_d) if self.eps_finite else Fraction(0)
+        self.eps_d64 = eps_d
         self.mom = Fraction(round_fraction(Fraction(momentum), FORMATS["float32"]))
         if "momentum_inverted" in variants:
             self.mom = 1 - self.mom
@@ -246,7 +272,7 @@ class _Evaluation:
         # the statistics exact and sends that channel's y and dx down the IEEE path.
         self.params_ok = np.isfinite(self.G_eff) & np.isfinite(self.B)
         x_ok = np.isfinite(self.X).all(axis=1)
-        for c in range(C):
+        for c in range(C if self.eps_finite else 0):
             if flags.batch_stats:
                 if not x_ok[c]:
                     continue
@@ -287,10 +313,10 @@ class _Evaluation:
                 mu64, var64 = self.RM.copy(), self.RV.copy()
             if "variance_unbiased" in self.variants and flags.batch_stats:
                 var64 = var64 * M / np.float64(M - 1)
-            ve64 = var64 + _float(self.eps_d)
+            ve64 = var64 + self.eps_d64
             r64 = 1 / np.sqrt(ve64)
             if "eps_outside_sqrt" in self.variants:
-                r64 = 1 / (np.sqrt(var64) + _float(self.eps_d))
+                r64 = 1 / (np.sqrt(var64) + self.eps_d64)
             if flags.batch_stats and self.eps == 0:
                 r64 = np.where(ve64 == 0, 0.0, r64)
         self.mu64, self.ve64, self.r64 = mu64, ve64, r64
@@ -324,29 +350,36 @@ class _Evaluation:
         """|a| with non-finite entries as 0 and every entry at least the underflow floor."""
         return np.maximum(np.abs(np.where(np.isfinite(a), a, 0)), self.floor)
 
-    def _scaled(self, c: int, q: Fraction, exact_scale, scale):
-        """q * scale_c: exact when the scale is rational, else at the working precision."""
-        if exact_scale[c] is not None and isinstance(q, Fraction):
-            return q * exact_scale[c]
-        return _mpf(q) * scale[c]
+    def _dotp_times_r(self, c: int, dotp: Fraction):
+        """dgamma = dotp r: exact when r is rational, else decided by _decided."""
+        if self.st.r_exact[c] is not None:
+            return dotp * self.st.r_exact[c]
+        return _decided(lambda prec: _mpf(dotp) * self._invstd(self.st.var[c], prec)[0],
+                        FORMATS[self.param])
 
-    def _y_slow(self, c: int, x: float):
-        """y = (x - mu) s + beta, exact when s is rational; otherwise in mpmath with the
-        precision doubled until the cancellation against beta leaves 120 good bits."""
+    def _s_at(self, c: int, prec: int):
+        """s = g r of channel c: a Fraction when rational, else an mpf at prec bits."""
+        if self.st.s_exact[c] is not None:
+            return self.st.s_exact[c]
+        return _mpf(Fraction(self.G_eff[c])) * self._invstd(self.st.var[c], prec)[0]
+
+    def _y_slow(self, c: int, x: float, prec: int):
+        """y = (x - mu) s + beta, exact when s is rational; otherwise in mpmath from prec
+        bits, doubled until the cancellation against beta leaves prec/2 good bits."""
         st = self.st
         d = Fraction(x) - st.mu[c]
         beta = Fraction(self.B[c])
         if st.s_exact[c] is not None or d == 0:
             return d * (st.s_exact[c] or 0) + beta
-        g = _mpf(Fraction(self.G_eff[c]))
-        prec = PRECISION_BITS
+        work = prec
         while True:
-            with _MP.workprec(prec):
-                ds = _mpf(d) * (g * self._invstd(st.var[c], prec)[0])
+            with _MP.workprec(work):
+                ds = _mpf(d) * self._s_at(c, work)
                 value = ds + _mpf(beta)
-                if abs(value) > _MP.ldexp(abs(ds) + abs(_mpf(beta)), 120 - prec) or prec >= 1 << 15:
+                size = abs(ds) + abs(_mpf(beta))
+                if abs(value) > _MP.ldexp(size, prec // 2 - work) or work >= _MAX_PRECISION_BITS:
                     return +value
-            prec *= 2
+            work *= 2
 
     # --- outputs ----------------------------------------------------------------------
 
@@ -385,8 +418,8 @@ class _Evaluation:
                                          [mu, _triple_columns(st.s), self.B[:, None]])
         exact_mask = self._element_mask(X)
 
-        def slow(index):
-            return self._y_slow(index[0], X[index])
+        def slow(index, prec):
+            return self._y_slow(index[0], X[index], prec)
 
         with np.errstate(all="ignore"):
             ieee = (X - self.mu64[:, None]) * self.r64[:, None] * self.G_eff[:, None] + self.B[:, None]
@@ -406,7 +439,9 @@ class _Evaluation:
                 if "invstd_as_var" in self.variants:
                     invstds.append(st.var[c])
                 else:
-                    invstds.append(st.r_exact[c] if st.r_exact[c] is not None else st.r[c])
+                    invstds.append(st.r_exact[c] if st.r_exact[c] is not None else _decided(
+                        lambda prec, c=c: self._invstd(st.var[c], prec)[0],
+                        FORMATS[self.param]))
             else:
                 means.append(float(self.mu64[c]))
                 invstds.append(float(self.r64[c]))
@@ -492,14 +527,17 @@ class _Evaluation:
                 k64 = dotp64 * self.r64**2 / M
                 ieee = (DY - (sdy64 / M)[:, None] - d64 * k64[:, None]) * w64
 
-            def slow(index):
+            def slow(index, prec):
                 c, j = index
                 d = Fraction(X[c, j]) - st.mu[c]
                 if isinstance(k_vals[c], Fraction):  # the inner sum is exact
                     t = Fraction(DY[c, j]) - a_vals[c] - d * k_vals[c]
-                else:
+                else:  # a variant with an irrational k: at the working precision
                     t = _mpf(Fraction(DY[c, j]) - a_vals[c]) - _mpf(d) * k_vals[c]
-                return self._scaled(c, t, st.s_exact, st.s)
+                s_c = self._s_at(c, prec)
+                if isinstance(t, Fraction) and isinstance(s_c, Fraction):
+                    return t * s_c
+                return _mpf(t) * _mpf(s_c)
 
             k_abs = np.abs(np.array([_float(k) for k in k_vals]))[:, None]
             r_abs = np.abs(np.array([_float(r) for r in st.r]))[:, None]
@@ -512,9 +550,11 @@ class _Evaluation:
             with np.errstate(all="ignore"):
                 ieee = DY * w64
 
-            def slow(index):
+            def slow(index, prec):
                 c, j = index
-                return self._scaled(c, Fraction(DY[c, j]), st.s_exact, st.s)
+                s_c = self._s_at(c, prec)
+                dy = Fraction(DY[c, j])
+                return dy * s_c if isinstance(s_c, Fraction) else _mpf(dy) * s_c
 
             cond = condition.cond_dx(DY, abs_d, w_terms[0], 0, 0, 0, 0, 0, False)
         risky = _unsafe(X) | _unsafe(DY) | _unsafe_scalars(st.s) | _unsafe_scalars(st.mu)
@@ -528,7 +568,7 @@ class _Evaluation:
             if flags.fix_gamma:
                 dgammas.append(Fraction(0))
             elif dotp[c] is not None:
-                dgammas.append(self._scaled(c, dotp[c], st.r_exact, st.r))
+                dgammas.append(self._dotp_times_r(c, dotp[c]))
             else:
                 with np.errstate(all="ignore"):
                     dgammas.append(float(dotp64[c] * self.r64[c]))
