@@ -13,7 +13,10 @@ per call.
 Flag mapping, MXNet -> PyTorch:
 
 - axis: PyTorch's channel dimension is 1; x (and dy) are moved with ``movedim(axis, 1)``
-  and the results moved back (negative axes as given; an invalid axis fails in movedim).
+  and the results moved back (negative axes as given; an invalid axis fails in movedim). The
+  moved tensor is a view, non-contiguous unless axis is 1, so PyTorch takes its channels-last
+  kernels there, as it would for a user's channels-last tensor (their bfloat16 dbeta is
+  rounded to bfloat16: reports/FRAMEWORKS.md).
 - fix_gamma=True: ``weight = ones`` (float, the parameter dtype), and dgamma is reported
   as 0 (PyTorch computes the gradient of the ones it was given; MXNet defines it as 0). The
   caller's gamma is left as it is (PyTorch has no in-place overwrite).
