@@ -163,7 +163,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def _case_id(item) -> str | None:
     callspec = getattr(item, "callspec", None)
-    return callspec.params.get("case_id") if callspec is not None else None
+    case_id = callspec.params.get("case_id") if callspec is not None else None
+    return case_id if isinstance(case_id, str) else None  # NOTSET: an empty parameter set
+
+
+def _drop_caseless(items: list) -> None:
+    """Remove the bn_cases tests of an op that has no case in the folder (pytest's empty
+    parameter set, e.g. a --cases folder without quantized cases): nothing to run."""
+    items[:] = [item for item in items if item.get_closest_marker("bn_cases") is None
+                or _case_id(item) is not None]
 
 
 def _drop_generated(items: list) -> None:
@@ -177,6 +185,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     state = config.stash.get(STATE, None)
     if state is not None and state.cases_dir_given:
         _drop_generated(items)
+    if state is not None:
+        _drop_caseless(items)
     if state is None or not state.deviations:
         return
     used = set()

@@ -215,12 +215,13 @@ def dtype_token(dtype: str) -> str:
 
 def error_case_id(reason: str, dtype: str, shape, tag: str = "", op: str = "err") -> str:
     """Return the id of an invalid-input case, e.g. ``err_gamma_length_fp32_2x3``; with
-    op="qnt" one of the quantized path, e.g. ``qnt_err_calib_order_s8_2x3``."""
+    op="qnt" one of the quantized path, e.g. ``qnt_invalid_calib_order_s8_2x3`` (no "err" in it,
+    so that a filter or -k on "err" selects the float operator's invalid cases only)."""
     if dtype in DTYPES or (op == "qnt" and dtype in QUANTIZED_DTYPES):
         token = dtype_token(dtype)
     else:  # e.g. err_x_dtype_uint8_...: a dtype the float operator refuses, spelled out
         token = re.sub(r"[^a-z0-9]", "", dtype)
-    head = ["err"] if op == "err" else [op, "err"]
+    head = ["err"] if op == "err" else [op, "invalid"]
     parts = head + [reason, token, shape_token(shape)] + ([tag] if tag else [])
     return _checked_id("_".join(parts))
 

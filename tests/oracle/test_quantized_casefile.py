@@ -15,7 +15,7 @@ from oracle.casefile import CaseFileError, load_case, render_case
 CASES = Path(__file__).resolve().parents[2] / "cases"
 INLINE = "qnt_infer_fixgamma_batchstats_nomeanvar_axis1_s8_2x4x8x4_qties_eps0_unit"
 SIDECAR = "qnt_infer_fixgamma_batchstats_nomeanvar_axis1_s8_2x17x9x15_qnormal_sym"
-INVALID = "qnt_err_calib_only_min_s8_2x3"
+INVALID = "qnt_invalid_calib_only_min_s8_2x3"
 
 
 @pytest.mark.parametrize("cid", [INLINE, SIDECAR, INVALID])
