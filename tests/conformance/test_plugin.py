@@ -124,7 +124,7 @@ def test_unsupported_cases_skip_with_the_reason(suite):
 
 
 def test_backend_exception_on_valid_case_names_case_and_repro(suite):
-    result = run(suite, "fakebn:Raises", "-k", "fwd_ and f32 and 2x3_")
+    result = run(suite, "fakebn:Raises", "-k", "fwd_ and fp32 and 2x3_")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*RuntimeError: kernel launch failed",
                                  "*fwd_*_fp32_2x3_normal on fake*the backend raised on a valid*",
@@ -154,7 +154,7 @@ def test_known_deviations_xfail_and_unmatched_entries_warn(suite):
         "# header\nfwd_*_fp32_*   # y off by 40 ulp\n"
         "test_backward::bwd_*_fp64_*  # matches nothing\n")
     result = run(suite, "fakebn:OffByUlps", "--known-deviations", "dev.txt", "-rxX")
-    # both f32 fwd cases: test_forward fails -> xfail; test_running_stats passes -> xpass
+    # both fp32 fwd cases: test_forward fails -> xfail; test_running_stats passes -> xpass
     result.assert_outcomes(passed=N_TESTS - 4, xfailed=2, xpassed=2, warnings=1)
     result.stdout.fnmatch_lines([
         "*UnmatchedDeviationWarning: dev.txt:3: known deviation 'bwd_*_fp64_*' "
