@@ -23,7 +23,7 @@ from pathlib import Path
 
 from oracle.flags import ALL_FLAGS, DTYPES
 
-from .matrix import Cell, cell_stats, format_fraction
+from .matrix import EXTRA_ROWS, Cell, cell_stats, format_fraction
 from .reports import OUTCOMES
 
 MAX_FAILURES = 300  # failures listed in full; the rest are counted
@@ -320,9 +320,10 @@ def render(document: dict, samples: dict | None = None) -> str:
     rows = [[f"<code>{_e(f.label)}</code>", *(_cell_html(cells.get((f.label, d)))
                                               for d in dtypes)]
             for f in ALL_FLAGS if any((f.label, d) in cells for d in dtypes)]
-    if ("invalid inputs", "all") in cells:
-        cell = cells[("invalid inputs", "all")]
-        rows.append(["invalid inputs", _cell_html(cell), *([""] * (len(dtypes) - 1))])
+    for label in EXTRA_ROWS.values():
+        if (label, "all") in cells:
+            rows.append([_e(label), _cell_html(cells[(label, "all")]),
+                         *([""] * (len(dtypes) - 1))])
     parts.append("<h2>Flag combination × dtype</h2><p>Passing / judged tests and the worst "
                  "error as a fraction of the tolerance (1 = at the tolerance).</p>")
     parts.append(_table(["flags (mode/gamma/stats/mean-var)", *dtypes], rows))

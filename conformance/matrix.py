@@ -80,12 +80,24 @@ def _fraction(value) -> float:
     return float(value)  # "inf" / "nan" strings parse too
 
 
+#: Rows after the flag combinations: tests that are not forward/backward golden cases.
+EXTRA_ROWS = {"qnt": "quantized path", "err": "invalid input", None: "other tests"}
+
+
+def row_of(result: dict) -> tuple[str, str]:
+    """Return the (row, dtype) a test counts under: (flags label, dtype) for forward and
+    training-step cases, else one of EXTRA_ROWS with dtype "all"."""
+    op = result.get("op")
+    if op in ("fwd", "bwd") and result.get("flags"):
+        return result["flags"], result.get("dtype")
+    return EXTRA_ROWS.get(op, EXTRA_ROWS[None]), "all"
+
+
 def cell_stats(results: list[dict]) -> dict[tuple[str, str], Cell]:
-    """Return {(flags label, dtype): Cell} over the results of one run (invalid-input
-    cases, which have no flags, under ("invalid inputs", "all"))."""
+    """Return {(row, dtype): Cell} over the results of one run (see row_of)."""
     cells: dict[tuple[str, str], Cell] = {}
     for r in results:
-        key = (r["flags"], r.get("dtype")) if r.get("flags") else ("invalid inputs", "all")
+        key = row_of(r)
         cell = cells.setdefault(key, Cell())
         cell.counts[r["outcome"]] += 1
         outputs = r.get("outputs") or {}
@@ -96,8 +108,9 @@ def cell_stats(results: list[dict]) -> dict[tuple[str, str], Cell]:
 
 
 def row_keys() -> list[tuple[str, str]]:
-    """Return the matrix rows in order: every flag combination x dtype, then invalid inputs."""
-    return [(f.label, d) for f in ALL_FLAGS for d in DTYPES] + [("invalid inputs", "all")]
+    """Return the matrix rows in order: every flag combination x dtype, then EXTRA_ROWS."""
+    return [(f.label, d) for f in ALL_FLAGS for d in DTYPES] + [
+        (label, "all") for label in EXTRA_ROWS.values()]
 
 
 # --- running and collecting ---------------------------------------------------------------------
@@ -126,7 +139,19 @@ class Column:
             reasons = Counter(r.get("reason") or "" for r in self.document["results"]
                               if r["outcome"] == "skip")
             return f"every case skipped: {reasons.most_common(1)[0][0]}"
-        return "ran" + (f" in {self.seconds:.0f} s" if self.seconds is not None else "")
+        seconds = self.seconds if self.seconds is not None else _run_seconds(self.document)
+        return "ran" + (f" in {seconds:.0f} s" if seconds is not None else "")
+
+
+def _run_seconds(document: dict) -> float | None:
+    """Return the duration of a run from its summary's started/finished stamps."""
+    env = document.get("environment", {})
+    try:
+        stamps = [time.mktime(time.strptime(env[k], "%Y-%m-%dT%H:%M:%S%z"))
+                  for k in ("started", "finished")]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return stamps[1] - stamps[0]
 
 
 def _subprocess_env() -> dict:
@@ -237,10 +262,10 @@ def _diagnoses(document: dict) -> list[tuple[str, int, str]]:
         if r["outcome"] != "fail":
             continue
         d = r.get("diagnosis")
-        if d is None:
-            label = ("no diagnosis: the backend raised on a valid case" if r.get("outputs") is None
-                     and r.get("flags") else "no diagnosis: not an output comparison "
-                     "(invalid or unusual input, properties)")
+        if d is None and r.get("op") in ("fwd", "bwd") and not r.get("outputs"):
+            label = "no diagnosis: the backend raised on a valid case"
+        elif d is None:
+            label = f"no diagnosis: {row_of(r)[0]} (not compared with the oracle's outputs)"
         else:
             label = d.get("short") or d.get("label") or "not explained"
         found.setdefault(label, []).append(r.get("id") or r["nodeid"])
@@ -300,7 +325,7 @@ def render(columns: list[Column], generated_by: str, report_root: Path,
             continue
         texts = [cell.text() if cell is not None else ("-" if c.document else "n/a")
                  for c, cell in zip(columns, cells, strict=True)]
-        body.append([f"`{key[0]}`", key[1], *texts])
+        body.append([f"`{key[0]}`" if "/" in key[0] else key[0], key[1], *texts])
     lines += _table(["flags (mode/gamma/stats/mean-var)", "dtype", *(c.name for c in columns)],
                     body)
     lines += ["", "## What the diagnosis found in the failures", ""]

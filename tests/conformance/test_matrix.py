@@ -18,7 +18,7 @@ FLAGS = "train/freegamma/batchstats/meanvar"
 
 def _result(i, outcome, dtype="float32", flags=FLAGS, fraction=0.25, **extra):
     r = {"nodeid": f"n{i}", "id": f"c{i}", "test": "test_forward", "outcome": outcome,
-         "dtype": dtype, "flags": flags}
+         "op": "fwd", "dtype": dtype, "flags": flags}
     if outcome in ("pass", "fail", "xfail", "xpass"):
         r["outputs"] = {"y": {"fraction": fraction, "n_bad": int(outcome == "fail")}}
     return {**r, **extra}
@@ -44,17 +44,20 @@ def _write(root: Path, doc: dict) -> Path:
 def test_cell_counts_and_worst_fraction():
     results = [_result(0, "pass", fraction=0.5), _result(1, "fail", fraction="inf"),
                _result(2, "xfail", fraction=3.0), _result(3, "skip", dtype="float16"),
-               {"nodeid": "e", "id": "err_x", "test": "test_errors", "outcome": "pass"}]
+               {"nodeid": "e", "id": "err_x", "test": "test_errors", "outcome": "pass",
+                "op": "err", "flags": FLAGS, "dtype": "float32"},
+               {"nodeid": "p", "test": "test_batch_permutation", "outcome": "fail"}]
     cells = matrix.cell_stats(results)
     cell = cells[(FLAGS, "float32")]
     assert (cell.judged, cell.failed, cell.worst) == (3, 1, float("inf"))
     assert cell.text() == "**1/3** (1 xfail) · inf"
     assert cells[(FLAGS, "float16")].text() == "skip"
-    assert cells[("invalid inputs", "all")].text() == "1/1"
+    assert cells[("invalid input", "all")].text() == "1/1"
+    assert cells[("other tests", "all")].text() == "**0/1**"
     assert matrix.Cell().text() == "-"
     assert matrix.cell_stats([_result(0, "pass", fraction=0.123)])[(FLAGS, "float32")].text() \
         == "1/1 · 0.12"
-    assert len(matrix.row_keys()) == 16 * 4 + 1
+    assert len(matrix.row_keys()) == 16 * 4 + 3
 
 
 def test_collect_renders_every_backend_its_profile_and_the_diagnoses(tmp_path):
