@@ -49,8 +49,8 @@ constexpr std::int64_t kChunkElems = 2048;
 // Channel-last blocks: rows x tile columns of about this many elements, re-read from L2 by
 // the second statistics pass (64 Ki float32 = 256 KiB, a quarter of a 1 MiB L2).
 constexpr std::int64_t kBlockElems = 65536;
-// Channel-last column tile: accumulator rows of this many channels stay in L1
-// (3 arrays x 1024 x 8 B = 24 KiB).
+// Channel-last column tile: a block spans at most this many channels, so that a block of
+// kBlockElems elements still has kBlockElems / kTileCols = 64 rows or more.
 constexpr std::int64_t kTileCols = 1024;
 // Rows of a channel-last block never fall below this, so a wide tensor still merges few blocks.
 constexpr std::int64_t kMinBlockRows = 16;
