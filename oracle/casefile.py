@@ -441,6 +441,20 @@ def load_case(path) -> Case:
     return _Reader(path, doc).case()
 
 
+#: Deepest bracket nesting accepted (the schema needs 3); checked before parsing because
+#: libyaml's composer recurses once per level and a deep enough file overflows the C stack.
+MAX_NESTING = 32
+
+
+def _bracket_depth(data: bytes) -> int:
+    """Return the deepest nesting of [ and { in data (brackets inside strings count too,
+    which can only overestimate)."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    step = (np.isin(raw, (0x5B, 0x7B)).astype(np.int64)
+            - np.isin(raw, (0x5D, 0x7D)).astype(np.int64))
+    return int(np.cumsum(step).max(initial=0))
+
+
 def _parse(path: Path, data: bytes) -> dict:
     """Return the parsed YAML mapping after the digest, alias and tag checks."""
     cut = data.rfind(b"\nsha256: ")
@@ -453,6 +467,10 @@ def _parse(path: Path, data: bytes) -> dict:
                             "so it was edited or corrupted; regenerate it")
     if b"&" in data or b"*" in data or b"!" in data:
         _reject_anchors_and_tags(path, data)
+    depth = _bracket_depth(data)
+    if depth > MAX_NESTING:
+        raise CaseFileError(path, "<yaml>", f"brackets nest {depth} deep; a case file nests at "
+                            f"most {MAX_NESTING} (libyaml would recurse once per level)")
     try:
         doc = yaml.load(data, Loader=_Loader)  # a safe loader: CSafeLoader or SafeLoader
     except yaml.YAMLError as exc:

@@ -155,7 +155,9 @@ def test_known_deviations_xfail_and_unmatched_entries_warn(suite):
         "test_backward::bwd_*_fp64_*  # matches nothing\n")
     result = run(suite, "fakebn:OffByUlps", "--known-deviations", "dev.txt", "-rxX")
     # both fp32 fwd cases: test_forward fails -> xfail; test_running_stats passes -> xpass
-    result.assert_outcomes(passed=N_TESTS - 4, xfailed=2, xpassed=2, warnings=1)
+    # The unmatched entry's warning is matched below by its text; other warnings (from
+    # plugins of the environment) may come on top, so the count is not pinned.
+    result.assert_outcomes(passed=N_TESTS - 4, xfailed=2, xpassed=2)
     result.stdout.fnmatch_lines([
         "*UnmatchedDeviationWarning: dev.txt:3: known deviation 'bwd_*_fp64_*' "
         "(test test_backward) matches no collected test",

@@ -11,7 +11,8 @@ again from the IEEE 754 definition and shared/spec/batch_norm_semantics.md:
 
     mean = sum(x)/M, var = sum((x - mean)**2)/M               (batch statistics, biased)
     mean = running_mean, var = running_var                    (running statistics)
-    r = 1/sqrt(var + DType(eps)), r = 0 when var + DType(eps) == 0 (batch statistics)
+    r = 1/sqrt(var + DType(eps)), r = 0 when var == 0 and eps == 0 (batch statistics);
+    var + DType(eps) == 0 otherwise raises NotCovered (r = inf)
     y = (x - mean) * r * g + beta,  g = 1 if fix_gamma else gamma
     dx = (dy - sum(dy)/M - (x - mean) * sum((x - mean) dy) r**2 / M) * r * g   (batch)
     dx = dy * r * g                                                           (running)
@@ -204,6 +205,10 @@ def rational(v) -> Value:
     return Value(Fraction(0), Fraction(v), None)
 
 
+class NotCovered(ValueError):
+    """Inputs whose exact answer is not finite, which this reference does not model."""
+
+
 def reference(x, gamma, beta, running_mean, running_var, dy=None, *, eps, momentum,
               fix_gamma, use_global_stats, output_mean_var, axis, training) -> dict[str, Output]:
     """Return the exact outputs of one call by name, like oracle.evaluate: forward without dy
@@ -239,8 +244,10 @@ def reference(x, gamma, beta, running_mean, running_var, dy=None, *, eps, moment
         else:
             mean, var = rm[c], rv[c]
         r = InvSqrt(var + eps_d)
-        if not batch and r.v == 0:
-            raise ValueError("running_var + DType(eps) == 0: not covered by this reference")
+        if r.v == 0 and (not batch or eps_q != 0):
+            # invstd = 1/sqrt(0) = inf: the spec defines invstd = 0 only for a zero batch
+            # variance with eps == 0; infinities are outside this finite reference.
+            raise NotCovered("var + DType(eps) == 0 with eps != 0 (or running statistics)")
         mean_out.append(rational(mean))
         invstd_out.append(Value(Fraction(1), Fraction(0), r))
         for j, t in enumerate(row):

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import oracle
-from fraction_reference import (DTYPE_NAMES, EPS_VALUES, MOMENTUM_VALUES, PARAM_DTYPE,
+from fraction_reference import (
+    NotCovered, DTYPE_NAMES, EPS_VALUES, MOMENTUM_VALUES, PARAM_DTYPE,
                                 InvSqrt, Value, assert_hi_lo_close, assert_rounded_equal, cast,
                                 draw_case, reference, repro, round_exact)
 
@@ -281,6 +282,17 @@ def _hypothesis_case(dtype: str, magnitude: float):
     return build()
 
 
+def _check_covered(case, flags):
+    """check_against_reference, with inputs whose answer is infinite rejected (they are the
+    closed-form tests' subject: test_eps_rounding_to_zero_in_float16_gives_infinite_invstd)."""
+    from hypothesis import reject
+
+    try:
+        check_against_reference(case, flags, public_api=False)
+    except NotCovered:
+        reject()
+
+
 @pytest.mark.parametrize("dtype", DTYPE_NAMES)
 def test_hypothesis_moderate_inputs(dtype):
     from hypothesis import given, settings
@@ -289,7 +301,7 @@ def test_hypothesis_moderate_inputs(dtype):
     @settings(max_examples=60, deadline=None)
     @given(_hypothesis_case(dtype, 1e3), st.sampled_from(FLAG_COMBOS))
     def check(case, flags):
-        check_against_reference(case, flags, public_api=False)
+        _check_covered(case, flags)
 
     check()
 
@@ -305,7 +317,7 @@ def test_hypothesis_extreme_inputs(dtype):
     @settings(max_examples=60, deadline=None)
     @given(_hypothesis_case(dtype, big), st.sampled_from(FLAG_COMBOS))
     def check(case, flags):
-        check_against_reference(case, flags, public_api=False)
+        _check_covered(case, flags)
 
     check()
 
