@@ -58,7 +58,7 @@ import numpy as np
 from conformance.adapter import ALL_DTYPES, Capabilities
 from oracle.flags import DTYPES, numpy_dtype
 from oracle.formats import FORMATS, round_float64
-from oracle.validate import check_arguments, check_quantized_arguments
+from oracle.validate import check_arguments, check_quantized_arguments, check_written
 
 
 def to_dtype(values, dtype: str) -> np.ndarray:
@@ -111,6 +111,8 @@ class NumpyBackend:
         which forward never changes."""
         dtype, ax = check_arguments(x, gamma, beta, running_mean, running_var,
                                     axis=axis, eps=eps, momentum=momentum)
+        check_written(["gamma"] if fix_gamma else [], x=x, gamma=gamma, beta=beta,
+                      running_mean=running_mean, running_var=running_var)
         if fix_gamma:
             gamma[...] = 1
         xs = channels_last(x, ax)
@@ -134,9 +136,13 @@ class NumpyBackend:
         gradient dy) and the running statistics after it (updated with batch stats)."""
         dtype, ax = check_arguments(x, gamma, beta, running_mean, running_var,
                                     axis=axis, eps=eps, momentum=momentum, dy=dy)
+        batch = training and not use_global_stats
+        check_written((["gamma"] if fix_gamma else [])
+                      + (["running_mean", "running_var"] if batch else []),
+                      x=x, gamma=gamma, beta=beta, running_mean=running_mean,
+                      running_var=running_var, dy=dy)
         if fix_gamma:
             gamma[...] = 1
-        batch = training and not use_global_stats
         xs, dys = channels_last(x, ax), channels_last(dy, ax)
         mean, var, invstd = self.statistics(xs, running_mean, running_var, dtype, eps,
                                             batch=batch)

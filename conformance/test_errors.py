@@ -37,16 +37,7 @@ from oracle.validate import check_calib_range
 
 #: Defects found by these tests and not yet fixed, by (backend name, scenario id): strict
 #: xfails, so a fix shows up as XPASS and fails the run until its entry is removed here.
-_NO_OVERLAP_CHECK = ("the numpy backend does not check that the arrays it writes share no "
-                     "memory with another argument (backends/cpu does)")
-KNOWN_DEFECTS: dict[tuple[str, str], str] = {
-    **{("numpy", s.id): _NO_OVERLAP_CHECK for s in bad_inputs.INVALID
-       if s.id.startswith("overlap_")},
-    ("numpy", "running_mean_readonly_step"): (
-        "the numpy backend writes a read-only running_mean without checking first: numpy's "
-        "'assignment destination is read-only' names no parameter, and gamma (fix_gamma) "
-        "is already overwritten"),
-}
+KNOWN_DEFECTS: dict[tuple[str, str], str] = {}
 
 
 @pytest.mark.bn_cases("err")

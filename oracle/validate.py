@@ -181,3 +181,19 @@ def _check_range_value(name: str, value) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{name}={value!r} must be a finite number")
     return number
+
+
+def check_written(written, **arrays) -> None:
+    """Raise ValueError naming the parameter unless every array named in `written` (the ones
+    a call updates in place: gamma with fix_gamma, running_mean/running_var when the step
+    updates them) is a writeable numpy array sharing no memory with another argument.
+    Runs before any write, so a refused call changes nothing."""
+    for name in written:
+        target = arrays[name]
+        if not isinstance(target, np.ndarray) or not target.flags.writeable:
+            raise ValueError(f"{name} must be a writeable numpy array: batch_norm updates it "
+                             "in place")
+        for other, value in arrays.items():
+            if other != name and isinstance(value, np.ndarray) and np.shares_memory(target, value):
+                raise ValueError(f"{name} shares memory with {other}: batch_norm writes {name} "
+                                 "in place")

@@ -25,7 +25,7 @@ import numpy as np
 
 from conformance.adapter import ALL_DTYPES, Capabilities
 from oracle.flags import numpy_dtype
-from oracle.validate import check_arguments
+from oracle.validate import check_arguments, check_written
 
 from . import plan, runtime, semantics
 
@@ -155,15 +155,7 @@ def check_in_place(steps, fix_gamma: bool, **arrays) -> None:
     writeable numpy array sharing no memory with another argument. Runs before any write."""
     written = (["gamma"] if fix_gamma else []) + (
         ["running_mean", "running_var"] if semantics.updates_running_stats(steps) else [])
-    for name in written:
-        target = arrays[name]
-        if not isinstance(target, np.ndarray) or not target.flags.writeable:
-            raise ValueError(f"{name} must be a writeable numpy array: batch_norm updates it "
-                             "in place")
-        for other, value in arrays.items():
-            if other != name and isinstance(value, np.ndarray) and np.shares_memory(target, value):
-                raise ValueError(f"{name} shares memory with {other}: batch_norm writes {name} "
-                                 "in place")
+    check_written(written, **arrays)
 
 
 def factory() -> CudaBackend:
