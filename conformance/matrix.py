@@ -50,7 +50,7 @@ class Cell:
     """The tests of one (flag combination, dtype) of one backend."""
 
     counts: Counter = field(default_factory=Counter)
-    worst: float | None = None  # worst fraction of tolerance over the judged outputs
+    worst: float | None = None  # worst fraction of tolerance, known deviations (xfail) aside
 
     @property
     def judged(self) -> int:
@@ -101,7 +101,7 @@ def cell_stats(results: list[dict]) -> dict[tuple[str, str], Cell]:
         cell = cells.setdefault(key, Cell())
         cell.counts[r["outcome"]] += 1
         outputs = r.get("outputs") or {}
-        if r["outcome"] in JUDGED and outputs:
+        if r["outcome"] in JUDGED and r["outcome"] != "xfail" and outputs:
             worst = max(_fraction(o["fraction"]) for o in outputs.values())
             cell.worst = worst if cell.worst is None else max(cell.worst, worst)
     return cells
@@ -255,11 +255,12 @@ def _profile(column: Column) -> list[str]:
     return list(column.document["environment"]["backend"].get("profile") or ())
 
 
-def _diagnoses(document: dict) -> list[tuple[str, int, str]]:
-    """Return (explanation, number of failed tests, an example case id), commonest first."""
+def _diagnoses(document: dict, outcome: str = "fail") -> list[tuple[str, int, str]]:
+    """Return (explanation, number of tests, an example case id), commonest first, over the
+    tests of one outcome ("fail", or "xfail": the known deviations)."""
     found: dict[str, list[str]] = {}
     for r in document["results"]:
-        if r["outcome"] != "fail":
+        if r["outcome"] != outcome:
             continue
         d = r.get("diagnosis")
         if d is None and r.get("op") in ("fwd", "bwd") and not r.get("outputs"):
@@ -286,8 +287,10 @@ def render(columns: list[Column], generated_by: str, report_root: Path,
              "(`pytest conformance/ --backend NAME`) against the golden cases under its "
              "declared semantic profile.", "",
              "Cells: passing / judged tests (forward, backward and running-statistics tests "
-             "of that flag combination and dtype), then the worst error as a fraction of the "
-             "tolerance (1 = at the tolerance; inf = a NaN, inf or exact value missed). "
+             "of that flag combination and dtype; known deviations, listed in "
+             "`conformance/known_deviations/<backend>.txt`, count as xfail), then the worst "
+             "error of the other tests as a fraction of the tolerance (1 = at the tolerance; "
+             "inf = a NaN, inf or exact value missed). "
              "**Bold** = failures; `skip` = every test skipped (outside the backend's "
              "capabilities); `-` = no such case.", "", "## Backends", ""]
     rows = []
@@ -328,19 +331,23 @@ def render(columns: list[Column], generated_by: str, report_root: Path,
         body.append([f"`{key[0]}`" if "/" in key[0] else key[0], key[1], *texts])
     lines += _table(["flags (mode/gamma/stats/mean-var)", "dtype", *(c.name for c in columns)],
                     body)
-    lines += ["", "## What the diagnosis found in the failures", ""]
-    any_failures = False
-    for c in ran:
-        found = _diagnoses(c.document)
-        if not found:
-            continue
-        any_failures = True
-        lines += [f"### {c.name}", ""]
-        lines += _table(["explained by", "failed tests", "example case"],
-                        [[label, str(n), f"`{cid}`"] for label, n, cid in found])
-        lines.append("")
-    if not any_failures:
-        lines.append("No failures.")
+    for outcome, title, none in (
+            ("fail", "What the diagnosis found in the failures", "No failures."),
+            ("xfail", "What the diagnosis says about the known deviations (xfail)",
+             "No known deviations.")):
+        lines += ["", f"## {title}", ""]
+        listed = False
+        for c in ran:
+            found = _diagnoses(c.document, outcome)
+            if not found:
+                continue
+            listed = True
+            lines += [f"### {c.name}", ""]
+            lines += _table(["explained by", "tests", "example case"],
+                            [[label, str(n), f"`{cid}`"] for label, n, cid in found])
+            lines.append("")
+        if not listed:
+            lines.append(none)
     unavailable = [c for c in columns if c.document is None]
     if unavailable:
         lines += ["", "## Unavailable backends", ""]
