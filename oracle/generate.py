@@ -86,18 +86,25 @@ def error_inputs(spec: CaseSpec) -> dict[str, np.ndarray]:
 def check_error(spec: CaseSpec, inputs: dict) -> None:
     """Raise AssertionError unless oracle.evaluate rejects the inputs as the spec says."""
     args = [inputs.get(n) for n in ("x",) + validate.PARAMETER_NAMES]
+    _expect_refusal(spec, "oracle.evaluate", lambda: oracle.evaluate(
+        *args, inputs.get("dy"), eps=spec.eps, momentum=spec.momentum,
+        fix_gamma=spec.flags.fix_gamma, use_global_stats=spec.flags.use_global_stats,
+        output_mean_var=spec.flags.output_mean_var, axis=spec.axis,
+        training=spec.flags.training))
+
+
+def _expect_refusal(spec: CaseSpec, what: str, call) -> None:
+    """Raise AssertionError unless call() raises the exception class and message fragment
+    the plan expects for this invalid-input spec."""
     try:
-        oracle.evaluate(*args, inputs.get("dy"), eps=spec.eps, momentum=spec.momentum,
-                        fix_gamma=spec.flags.fix_gamma, use_global_stats=spec.flags.use_global_stats,
-                        output_mean_var=spec.flags.output_mean_var, axis=spec.axis,
-                        training=spec.flags.training)
+        call()
     except (ValueError, TypeError) as exc:
         if type(exc).__name__ != spec.error.exception or spec.error.match not in str(exc):
             raise AssertionError(f"{spec.id}: oracle raised {type(exc).__name__}({exc}), the "
                                  f"plan expects {spec.error.exception} matching "
                                  f"{spec.error.match!r}") from exc
         return
-    raise AssertionError(f"{spec.id}: oracle.evaluate accepted an invalid input")
+    raise AssertionError(f"{spec.id}: {what} accepted an invalid input")
 
 
 def quantized_error_inputs(spec: CaseSpec) -> dict[str, np.ndarray]:
@@ -129,15 +136,8 @@ def quantized_kwargs(spec: CaseSpec) -> dict:
 def check_quantized_error(spec: CaseSpec, inputs: dict) -> None:
     """Raise AssertionError unless oracle.evaluate_quantized rejects the call as planned."""
     args = [inputs[n] for n in ("x",) + validate.PARAMETER_NAMES]
-    try:
-        oracle.evaluate_quantized(*args, **quantized_kwargs(spec))
-    except (ValueError, TypeError) as exc:
-        if type(exc).__name__ != spec.error.exception or spec.error.match not in str(exc):
-            raise AssertionError(f"{spec.id}: oracle raised {type(exc).__name__}({exc}), the "
-                                 f"plan expects {spec.error.exception} matching "
-                                 f"{spec.error.match!r}") from exc
-        return
-    raise AssertionError(f"{spec.id}: oracle.evaluate_quantized accepted an invalid call")
+    _expect_refusal(spec, "oracle.evaluate_quantized",
+                    lambda: oracle.evaluate_quantized(*args, **quantized_kwargs(spec)))
 
 
 def build_case(spec: CaseSpec) -> tuple[Case, float]:

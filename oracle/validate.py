@@ -80,10 +80,10 @@ def check_calib_range(min_calib_range, max_calib_range) -> None:
         )
 
 
-def check_arguments(x, gamma, beta, running_mean, running_var, *, axis, eps, momentum,
-                    dy=None) -> tuple[str, int]:
-    """Validate every argument of batch_norm; return (dtype name, normalized axis)."""
-    name = check_dtype(x)
+def _check_layout(x, axis, param_dtype: str, name: str, params) -> tuple[tuple, int]:
+    """Return (x's shape, normalized axis) after the checks both operators share: rank >= 2,
+    a non-empty x, the axis, and gamma/beta/running_mean/running_var of shape (C,) and of
+    dtype param_dtype (x's dtype is `name`)."""
     shape = np.shape(x)
     if len(shape) < 2:
         raise ValueError(f"x.ndim={len(shape)} (shape {tuple(shape)}): batch_norm needs rank >= 2")
@@ -91,18 +91,23 @@ def check_arguments(x, gamma, beta, running_mean, running_var, *, axis, eps, mom
         raise ValueError(f"x.shape={tuple(shape)} is empty: batch_norm needs at least one element")
     ax = normalize_axis(axis, len(shape))
     channels = shape[ax]
-    param_dtype = DTYPES[name].param
-    for pname, value in zip(PARAMETER_NAMES, (gamma, beta, running_mean, running_var)):
+    for pname, value in zip(PARAMETER_NAMES, params):
         pshape = tuple(np.shape(value))
         if pshape != (channels,):
             raise ValueError(
-                f"{pname}.shape={pshape} must be ({channels},): x.shape[{ax}] = {channels}"
-            )
+                f"{pname}.shape={pshape} must be ({channels},): x.shape[{ax}] = {channels}")
         pdt = dtype_name(np.asarray(value).dtype)
         if pdt != param_dtype:
-            raise TypeError(
-                f"{pname}.dtype={pdt!r} must be {param_dtype!r} for x.dtype={name!r}"
-            )
+            raise TypeError(f"{pname}.dtype={pdt!r} must be {param_dtype!r} for x.dtype={name!r}")
+    return shape, ax
+
+
+def check_arguments(x, gamma, beta, running_mean, running_var, *, axis, eps, momentum,
+                    dy=None) -> tuple[str, int]:
+    """Validate every argument of batch_norm; return (dtype name, normalized axis)."""
+    name = check_dtype(x)
+    shape, ax = _check_layout(x, axis, DTYPES[name].param, name,
+                              (gamma, beta, running_mean, running_var))
     if dy is not None:
         if tuple(np.shape(dy)) != tuple(shape):
             raise ValueError(f"dy.shape={tuple(np.shape(dy))} must equal x.shape={tuple(shape)}")
@@ -128,21 +133,8 @@ def check_quantized_arguments(x, gamma, beta, running_mean, running_var, *, axis
     if name not in QUANTIZED_DTYPES:
         raise TypeError(f"x.dtype={name!r} is not supported by the quantized path: it takes "
                         f"{', '.join(QUANTIZED_DTYPES)} data")
-    shape = np.shape(x)
-    if len(shape) < 2:
-        raise ValueError(f"x.ndim={len(shape)} (shape {tuple(shape)}): batch_norm needs rank >= 2")
-    if 0 in shape:
-        raise ValueError(f"x.shape={tuple(shape)} is empty: batch_norm needs at least one element")
-    ax = normalize_axis(axis, len(shape))
-    channels = shape[ax]
-    for pname, value in zip(PARAMETER_NAMES, (gamma, beta, running_mean, running_var)):
-        pshape = tuple(np.shape(value))
-        if pshape != (channels,):
-            raise ValueError(
-                f"{pname}.shape={pshape} must be ({channels},): x.shape[{ax}] = {channels}")
-        pdt = dtype_name(np.asarray(value).dtype)
-        if pdt != "float32":
-            raise TypeError(f"{pname}.dtype={pdt!r} must be 'float32' for x.dtype={name!r}")
+    shape, ax = _check_layout(x, axis, "float32", name,
+                              (gamma, beta, running_mean, running_var))
     eps = check_eps(eps)
     for rname, value in (("min_data", min_data), ("max_data", max_data)):
         _check_range_value(rname, value)
