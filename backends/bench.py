@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oracle.flags import DTYPES, numpy_dtype
+from bnspec.flags import DTYPES, numpy_dtype
 
 REPORT = Path(__file__).resolve().parent.parent / "reports" / "bench"
 TRAFFIC = {"fwd_train": 3, "inference": 2, "backward": 5}  # multiples of N * itemsize

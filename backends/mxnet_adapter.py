@@ -41,7 +41,7 @@ shape (1,), eps, momentum, the flags and axis as given, and min_calib_range /
 max_calib_range only when given (MXNet then refuses the call itself). Its three outputs are
 returned as out, min_out, max_out. MXNet's arithmetic differs from the spec's formula in
 three ways pinned down by running it (README "Quantized path"), declared as
-``Capabilities.quantized_profile`` = oracle.variants.MXNET_QUANTIZED_PROFILE.
+``Capabilities.quantized_profile`` = bnspec.profiles.MXNET_QUANTIZED_PROFILE.
 
 Nothing is validated here: invalid input reaches MXNet as it is, and MXNet's own
 ``MXNetError`` is reported as ``backends.frameworks.RejectedInput`` (its message trimmed to
@@ -56,8 +56,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bnspec.profiles import MXNET_QUANTIZED_PROFILE
 from conformance.adapter import Capabilities
-from oracle.variants import MXNET_QUANTIZED_PROFILE
 
 from .frameworks import UnavailableBackend, rejections
 

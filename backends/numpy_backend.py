@@ -55,16 +55,16 @@ import functools
 
 import numpy as np
 
+from bnspec.flags import DTYPES, numpy_dtype
+from bnspec.formats import FORMATS, round_float64
+from bnspec.validate import check_arguments, check_quantized_arguments, check_written
 from conformance.adapter import ALL_DTYPES, Capabilities
-from oracle.flags import DTYPES, numpy_dtype
-from oracle.formats import FORMATS, round_float64
-from oracle.validate import check_arguments, check_quantized_arguments, check_written
 
 
 def to_dtype(values, dtype: str) -> np.ndarray:
     """Return float64 values correctly rounded (ties to even) to an array of dtype.
 
-    Rounding goes through oracle.formats because numpy's float64 -> bfloat16 cast rounds
+    Rounding goes through bnspec.formats because numpy's float64 -> bfloat16 cast rounds
     twice (via float32).
     """
     return round_float64(values, FORMATS[dtype]).astype(numpy_dtype(dtype))

@@ -62,7 +62,8 @@ class Capabilities:
     #: Known, documented differences from MXNet CPU semantics (names of oracle variants).
     profile: tuple[str, ...] = field(default_factory=tuple)
     #: Known differences of the quantized path from the spec's formula (names of
-    #: oracle.variants.QUANTIZED_VARIANTS; MXNet 1.9.1 follows MXNET_QUANTIZED_PROFILE).
+    #: oracle.variants.QUANTIZED_VARIANTS; MXNet 1.9.1 follows
+    #: bnspec.profiles.MXNET_QUANTIZED_PROFILE).
     quantized_profile: tuple[str, ...] = field(default_factory=tuple)
 
 

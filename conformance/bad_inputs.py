@@ -31,8 +31,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from oracle.flags import DEFAULT_EPS, DEFAULT_MOMENTUM, DTYPES, numpy_dtype
-from oracle.validate import PARAMETER_NAMES
+from bnspec.flags import DEFAULT_EPS, DEFAULT_MOMENTUM, DTYPES, numpy_dtype
+from bnspec.validate import PARAMETER_NAMES
 
 ARRAY_NAMES = ("x", "gamma", "beta", "running_mean", "running_var", "dy")
 OPS = ("forward", "step")  # a forward call, or a training step (forward + backward)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bnspec.flags import dtype_name
+from bnspec.formats import FORMATS
 from oracle.api import Expected
 from oracle.dd import two_sum
-from oracle.flags import dtype_name
-from oracle.formats import FORMATS
 
 #: Why an element failed, in the order a failure message prefers them.
 KIND_NAN = "NaN where the oracle is finite"

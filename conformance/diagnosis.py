@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bnspec.formats import FORMATS, round_float64
 from oracle.api import Expected
-from oracle.formats import FORMATS, round_float64
 from oracle.variants import VARIANTS
 
 from . import profiles, simulate

@@ -21,7 +21,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from oracle.flags import ALL_FLAGS, DTYPES
+from bnspec.flags import ALL_FLAGS, DTYPES
 
 from .matrix import EXTRA_ROWS, Cell, cell_stats, format_fraction
 from .reports import OUTCOMES

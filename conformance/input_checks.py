@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import oracle
-from oracle.flags import dtype_name
+from bnspec.flags import dtype_name
 
 from .bad_inputs import ARRAY_NAMES, NAMES_ONLY, Call, Scenario
 from .checks import judge_outputs

@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oracle.flags import ALL_FLAGS, DTYPES
+from bnspec.flags import ALL_FLAGS, DTYPES
 
 from .reports import OUTCOMES, write_atomic
 

@@ -14,10 +14,10 @@ from decimal import Decimal, localcontext
 
 import numpy as np
 
+from bnspec.flags import numpy_dtype
+from bnspec.formats import FORMATS
 from oracle.api import Expected
 from oracle.casefile import hex_float
-from oracle.flags import numpy_dtype
-from oracle.formats import FORMATS
 
 from .compare import KIND_EXACT, KIND_TOL, OutputResult
 

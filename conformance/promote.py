@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bnspec.flags import DTYPES, Flags, case_id, dtype_name, numpy_dtype
 from oracle.casefile import Case, write_case
-from oracle.flags import DTYPES, Flags, case_id, dtype_name, numpy_dtype
 
 META = "__meta__"
 FAMILY = "hypothesis"

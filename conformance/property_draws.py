@@ -20,9 +20,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 import oracle
+from bnspec.flags import DEFAULT_EPS, DEFAULT_MOMENTUM, DTYPES, numpy_dtype
+from bnspec.formats import FORMATS, round_float64
 from oracle.api import Expected
-from oracle.flags import DEFAULT_EPS, DEFAULT_MOMENTUM, DTYPES, numpy_dtype
-from oracle.formats import FORMATS, round_float64
 
 from .bad_inputs import Call
 from .checks import judge_outputs

@@ -17,9 +17,9 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
+from bnspec.flags import QUANTIZED_OUTPUTS
 from oracle.api import QuantizedExpected
 from oracle.casefile import hex_float
-from oracle.flags import QUANTIZED_OUTPUTS
 from oracle.variants import check_quantized_variants
 
 from .compare import KIND_EXACT, KIND_TOL, OutputResult, compare, structural_problem

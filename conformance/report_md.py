@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from oracle.flags import ALL_FLAGS, DTYPES
+from bnspec.flags import ALL_FLAGS, DTYPES
 
 from .profiles import markdown_lines
 from .reports import OUTCOMES

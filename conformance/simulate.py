@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from bnspec.flags import DTYPES, numpy_dtype
+from bnspec.formats import FORMATS, round_float64
 from oracle import condition
 from oracle.api import Expected
-from oracle.flags import DTYPES, numpy_dtype
-from oracle.formats import FORMATS, round_float64
 
 SIMULATIONS = {
     "half_accumulation": "accumulates the per-channel sums in the 16-bit data dtype "

@@ -10,7 +10,7 @@ and every input array bit-identical afterwards (nothing written before the check
   where the layout allows it.
 - ``test_calib_range_check`` / ``test_calib_range_backend``: the quantized path's
   calibration range (spec: both values, min <= max), through
-  ``oracle.validate.check_calib_range`` and through the backend's ``quantized`` call
+  ``bnspec.validate.check_calib_range`` and through the backend's ``quantized`` call
   (skipped for a backend without ``capabilities.quantized``).
 
 The generated tests (marked ``bn_generated``) run with the default case directory, not
@@ -23,17 +23,13 @@ import math
 import numpy as np
 import pytest
 
+from bnspec.flags import dtype_name
+from bnspec.validate import check_calib_range
 from conformance import bad_inputs, plugin
 from conformance.cases import ALL_DTYPES
-from conformance.input_checks import (
-    judge_invalid,
-    judge_unusual,
-    mentions_value,
-    named_parameters,
-)
+from conformance.input_checks import (judge_invalid, judge_unusual, mentions_value,
+                                      named_parameters)
 from conformance.runner import call_backend, fresh_inputs
-from oracle.flags import dtype_name
-from oracle.validate import check_calib_range
 
 #: Defects found by these tests and not yet fixed, by (backend name, scenario id): strict
 #: xfails, so a fix shows up as XPASS and fails the run until its entry is removed here.
@@ -155,7 +151,7 @@ def _calib_id(value) -> str:
 @pytest.mark.bn_generated
 @pytest.mark.parametrize("low, high, names", CALIB, ids=_calib_id)
 def test_calib_range_check(low, high, names):
-    """The shared check (oracle.validate) that a quantized path runs first."""
+    """The shared check (bnspec.validate) that a quantized path runs first."""
     if names is None:
         assert check_calib_range(low, high) is None
         return

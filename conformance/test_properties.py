@@ -30,6 +30,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from bnspec.flags import Flags
+from bnspec.formats import FORMATS
 from conformance import hypothesis_profiles, plugin, profiles, reports
 from conformance import property_draws as draws
 from conformance.input_checks import call_backend
@@ -37,8 +39,6 @@ from conformance.messages import failure_message
 from conformance.tolerances import limit_for
 from oracle.api import Expected
 from oracle.casefile import Case
-from oracle.flags import Flags
-from oracle.formats import FORMATS
 
 pytestmark = pytest.mark.bn_generated
 OPS = ("forward", "step")

@@ -6,7 +6,7 @@ The error of an output element is measured in *tolerance units*::
 
 value = hi + lo is the oracle's high-precision value (a double-double, so float64 outputs
 are compared against a 106-bit value), u_out = 2**-p is the unit roundoff of the output
-dtype (``oracle.formats.FORMATS[dtype].unit_roundoff``) and cond is the oracle's condition
+dtype (``bnspec.formats.FORMATS[dtype].unit_roundoff``) and cond is the oracle's condition
 scale of the element (``oracle.condition``: the magnitude of the terms whose rounding a
 careful implementation cannot avoid). tiny_out = 2**emin is the smallest normal number of
 the output dtype: u_out * tiny_out is half its smallest subnormal, the absolute error the
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from oracle.flags import BACKWARD_OUTPUTS, DTYPES, FORWARD_OUTPUTS
+from bnspec.flags import BACKWARD_OUTPUTS, DTYPES, FORWARD_OUTPUTS
 
 PROFILES = ("strict", "framework")
 DEFAULT_PROFILE = "strict"

@@ -9,9 +9,10 @@ returns the high-precision values and condition scales the golden cases are made
 The quantized path (int8/uint8 data, min/max_calib_range): ``oracle.quantized_batch_norm``
 and ``oracle.evaluate_quantized`` (oracle/quantized.py).
 """
+from bnspec.flags import DEFAULT_EPS, DEFAULT_MOMENTUM
+
 from .api import (Expected, QuantizedExpected, batch_norm, batch_norm_backward, evaluate,
                   evaluate_quantized, output_dtype, quantized_batch_norm)
-from .flags import DEFAULT_EPS, DEFAULT_MOMENTUM
 
 __version__ = "0.1.0"
 #: Working precision (bits) of the multiprecision parts of the oracle.

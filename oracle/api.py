@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .flags import DEFAULT_EPS, DEFAULT_MOMENTUM, DTYPES, Flags, numpy_dtype
+from bnspec.flags import DEFAULT_EPS, DEFAULT_MOMENTUM, DTYPES, Flags, numpy_dtype
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def evaluate(x, gamma, beta, running_mean, running_var, dy=None, *, eps=DEFAULT_
     MXNet updates them in backward).
     With dy (a training step, forward + backward): ``dx``, ``dgamma``, ``dbeta`` and
     ``running_mean``/``running_var`` as they stand after the backward pass.
-    Arguments are validated first (oracle.validate); inputs are taken as the exact binary
+    Arguments are validated first (bnspec.validate); inputs are taken as the exact binary
     values they hold. ``variants`` names documented departures from MXNet's semantics
     (oracle.variants.VARIANTS) to compute instead, e.g. ("running_var_unbiased",
     "stats_updated_in_forward") for the cuDNN path.

@@ -44,18 +44,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from bnspec.flags import (BACKWARD_OUTPUTS, DTYPES, FORWARD_OUTPUTS, QUANTIZED_DTYPES,
+                          QUANTIZED_OUTPUTS, Flags, numpy_dtype)
+from bnspec.formats import FORMATS, round_float64
+
 from . import PRECISION_BITS, __version__
 from .api import Expected, QuantizedExpected, output_dtype
-from .flags import (
-    BACKWARD_OUTPUTS,
-    DTYPES,
-    FORWARD_OUTPUTS,
-    QUANTIZED_DTYPES,
-    QUANTIZED_OUTPUTS,
-    Flags,
-    numpy_dtype,
-)
-from .formats import FORMATS, round_float64
 
 SCHEMA = 1
 #: Sidecar bytes per expected element besides `rounded` (in the output dtype's own width):

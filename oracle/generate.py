@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 import oracle
+from bnspec import validate
+from bnspec.flags import DTYPES
 
-from . import validate
 from .casefile import DEFAULT_COMMAND, Case, id_matches, render_case
-from .flags import DTYPES
 from .index import render_index
 from .inputs import make_inputs, round_to
 from .plan import CaseSpec, default_plan, quantized_plan, user_plan

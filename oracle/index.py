@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from bnspec.flags import ALL_FLAGS, AXIS_CLASSES, DTYPES, QUANTIZED_DTYPES
+
 from . import __version__
-from .flags import ALL_FLAGS, AXIS_CLASSES, DTYPES, QUANTIZED_DTYPES
 from .plan import EPS_VALUES, MOMENTUM_VALUES, RANKS
 
 

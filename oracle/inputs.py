@@ -20,7 +20,7 @@ and every variate comes from exact integer arithmetic and correctly rounded floa
 - standard normal (Irwin-Hall, 12 terms): ``z = (sum of twelve 32-bit halves) / 2**32 - 6``;
   mean 0, variance 1, bounded to (-6, 6); the sum is an exact integer < 2**36, so z is exact.
 
-Values are rounded into the dtype with ``oracle.formats.round_float64`` (ties to even, gradual
+Values are rounded into the dtype with ``bnspec.formats.round_float64`` (ties to even, gradual
 underflow), never with a numpy / ml_dtypes cast (float64 -> bfloat16 casts round twice).
 
 Layout: a family builds channel-major (C, M) float64 matrices; ``to_layout`` moves the channel
@@ -39,8 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .flags import DEFAULT_EPS, DTYPES, numpy_dtype
-from .formats import FORMATS, round_float64
+from bnspec.flags import DEFAULT_EPS, DTYPES, numpy_dtype
+from bnspec.formats import FORMATS, round_float64
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MUL1 = np.uint64(0xBF58476D1CE4E5B9)

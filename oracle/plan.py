@@ -39,20 +39,10 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass
 
+from bnspec.flags import (ALL_FLAGS, AXIS_CLASSES, DEFAULT_EPS, DEFAULT_MOMENTUM, DTYPES, Flags,
+                          axis_class_of, axis_for_class, case_id, error_case_id, shape_token)
+
 from .casefile import ErrorSpec
-from .flags import (
-    ALL_FLAGS,
-    AXIS_CLASSES,
-    DEFAULT_EPS,
-    DEFAULT_MOMENTUM,
-    DTYPES,
-    Flags,
-    axis_class_of,
-    axis_for_class,
-    case_id,
-    error_case_id,
-    shape_token,
-)
 from .inputs import FAMILIES
 
 DEFAULT_SEED = 1

@@ -17,7 +17,7 @@ output_mean_var, training and momentum have no effect: gamma is used as given)::
 min_data, max_data and the calibration values are float32 in MXNet; they are rounded to
 float32 first (ties to even). Saturation is to -128..127 and rint is round half to even:
 both observed on MXNet 1.9.1 (its oneDNN kernel converts with vcvtps2dq and packs with
-signed saturation). Arguments are checked by ``oracle.validate.check_quantized_arguments``.
+signed saturation). Arguments are checked by ``bnspec.validate.check_quantized_arguments``.
 
 Variants (``oracle.variants.QUANTIZED_VARIANTS``; MXNet 1.9.1 follows all three):
 
@@ -52,10 +52,11 @@ from math import floor, isqrt
 import mpmath
 import numpy as np
 
+from bnspec.flags import DEFAULT_EPS
+from bnspec.formats import FORMATS, round_fraction
+from bnspec.validate import check_quantized_arguments
+
 from .api import Expected, QuantizedExpected
-from .flags import DEFAULT_EPS
-from .formats import FORMATS, round_fraction
-from .validate import check_quantized_arguments
 from .variants import check_quantized_variants
 
 PRECISION_BITS = 256

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .flags import QUANTIZED_DTYPES
+from bnspec.flags import QUANTIZED_DTYPES
+
 from .inputs import Request, Stream, round_to, to_layout
 
 

@@ -26,21 +26,21 @@ which yields their NaN or infinity exactly.
 """
 from __future__ import annotations
 
-from fractions import Fraction
 import math
+from fractions import Fraction
 from math import isqrt
 
 import mpmath
 import numpy as np
 
-from . import condition
+from bnspec.flags import DTYPES, Flags
+from bnspec.formats import FORMATS, round_dd, round_fraction
+from bnspec.validate import check_arguments
+
+from . import condition, fastpath
 from .api import Expected
-from . import fastpath
 from .dd import split3
 from .exact import exact_dot, exact_sum
-from .flags import DTYPES, Flags
-from .formats import FORMATS, round_dd, round_fraction
-from .validate import check_arguments
 from .variants import check_variants
 
 PRECISION_BITS = 256
@@ -213,7 +213,7 @@ def _unsafe(a) -> np.ndarray:
 
 
 def _round_ieee(values: np.ndarray, fmt) -> np.ndarray:
-    from .formats import round_float64
+    from bnspec.formats import round_float64
 
     return round_float64(values, fmt)
 

@@ -47,9 +47,8 @@ QUANTIZED_VARIANTS: dict[str, str] = {
                              "(oneDNN reorder; saturated to -128..127), then uses q8 as "
                              "int8 input",
 }
-#: MXNet 1.9.1 CPU (oneDNN) as observed: all three (tests/oracle/test_quantized.py,
-#: README "Quantized path").
-MXNET_QUANTIZED_PROFILE: tuple[str, ...] = tuple(QUANTIZED_VARIANTS)
+#: Profiles that name these variants (MXNet's: all three) live in bnspec.profiles, where
+#: backends take them from.
 
 
 def check_quantized_variants(variants) -> frozenset[str]:

@@ -20,9 +20,10 @@ import os
 
 import numpy as np
 
+from bnspec.flags import DTYPES, numpy_dtype
+from bnspec.validate import check_arguments, check_quantized_arguments
 from conformance.adapter import ALL_DTYPES, Capabilities
-from oracle.flags import DTYPES, numpy_dtype
-from oracle.validate import check_arguments, check_quantized_arguments
+
 
 def _load_extension():
     """Import the compiled module; BN_CPU_EXTENSION=path loads another build of it (the

@@ -14,7 +14,7 @@ Three flavours, by the MXNet GPU path they follow (semantics.py has the table of
   path and every other call the own kernels; no single profile describes it, so its
   differences are known deviations (conformance/known_deviations/cuda-dispatch.txt).
 
-Arguments are checked on the host (oracle.validate.check_arguments, then the in-place
+Arguments are checked on the host (bnspec.validate.check_arguments, then the in-place
 writes) before anything is copied or launched, so invalid-input cases behave the same with
 or without a GPU. Without CuPy or a device every other case is skipped with the reason
 (``supports``), and calling ``forward``/``backward`` raises ``RuntimeUnavailable`` with it.
@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from bnspec.flags import numpy_dtype
+from bnspec.validate import check_arguments, check_written
 from conformance.adapter import ALL_DTYPES, Capabilities
-from oracle.flags import numpy_dtype
-from oracle.validate import check_arguments, check_written
 
 from . import plan, runtime, semantics
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oracle.flags import numpy_dtype
+from bnspec.flags import numpy_dtype
 
 from . import kernels, plan
 from .semantics import Scalars, Step

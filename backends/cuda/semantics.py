@@ -51,9 +51,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from backends.numpy_backend import channels_last, ieee, to_dtype
-from oracle.flags import DTYPES
-from oracle.formats import FORMATS, round_float64
-from oracle.validate import check_arguments, check_eps
+from bnspec.flags import DTYPES
+from bnspec.formats import FORMATS, round_float64
+from bnspec.validate import check_arguments, check_eps
 
 from . import kernels
 

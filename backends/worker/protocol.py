@@ -201,7 +201,7 @@ def pack_case(case) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 class CaseFlags:
-    """The flags of a CaseView (the attributes of oracle.flags.Flags that backends use)."""
+    """The flags of a CaseView (the attributes of bnspec.flags.Flags that backends use)."""
 
     def __init__(self, training, fix_gamma, use_global_stats, output_mean_var):
         self.training = training

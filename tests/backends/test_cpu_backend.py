@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import backends.cpu as cpu
-from oracle.flags import DTYPES, numpy_dtype
+from bnspec.flags import DTYPES, numpy_dtype
 
 try:
     cpu.extension()

@@ -27,7 +27,7 @@ import pytest
 
 from backends.cuda import CudaBackend, kernels, plan, runtime, semantics
 from backends.numpy_backend import NumpyBackend
-from oracle.flags import DEFAULT_EPS
+from bnspec.flags import DEFAULT_EPS
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 PARAM = {"float64": np.float64, "float32": np.float32, "float16": np.float32,

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backends.numpy_backend import NumpyBackend, to_dtype
-from oracle.formats import FORMATS, round_fraction
+from bnspec.formats import FORMATS, round_fraction
 
 PARAM = {"float64": "float64", "float32": "float32", "float16": "float32",
          "bfloat16": "float32"}

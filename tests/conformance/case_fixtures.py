@@ -18,17 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bnspec.flags import (DEFAULT_EPS, DEFAULT_MOMENTUM, DTYPES, Flags, case_id, error_case_id,
+                          numpy_dtype)
 from oracle.api import Expected, output_dtype
 from oracle.casefile import Case, ErrorSpec, write_case
-from oracle.flags import (
-    DEFAULT_EPS,
-    DEFAULT_MOMENTUM,
-    DTYPES,
-    Flags,
-    case_id,
-    error_case_id,
-    numpy_dtype,
-)
 
 COMMAND = "tests/conformance/case_fixtures.py (harness fixture)"
 

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from backends.numpy_backend import NumpyBackend, channels_last, ieee, to_dtype
-from oracle.flags import DTYPES
+from bnspec.flags import DTYPES
 
 CUDNN = ("running_var_unbiased", "stats_updated_in_forward")
 

@@ -4,9 +4,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from bnspec.formats import FORMATS
 from conformance import compare as cmp
 from oracle.api import Expected
-from oracle.formats import FORMATS
 
 
 def expected(values_hi, dtype="float64", lo=None, cond=None, rounded=None, name="y"):
@@ -14,7 +14,7 @@ def expected(values_hi, dtype="float64", lo=None, cond=None, rounded=None, name=
     lo = np.zeros_like(hi) if lo is None else np.asarray(lo, dtype=np.float64)
     cond = np.abs(hi) if cond is None else np.asarray(cond, dtype=np.float64)
     if rounded is None:
-        from oracle.formats import round_dd
+        from bnspec.formats import round_dd
 
         rounded, _ = round_dd(hi, lo, np.zeros_like(hi), FORMATS[dtype])
     return Expected(name, dtype, hi, lo, np.asarray(rounded, dtype=np.float64), cond)

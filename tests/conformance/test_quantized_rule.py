@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bnspec.profiles import MXNET_QUANTIZED_PROFILE
+from bnspec.validate import check_quantized_arguments
 from conformance.adapter import Capabilities
 from conformance.cases import DEFAULT_CASES_DIR
 from conformance.checks import judge_error
@@ -17,8 +19,6 @@ from conformance.quantized import compare_int, declared_profile, judge_quantized
 from conformance.runner import run_case
 from oracle.api import QuantizedExpected
 from oracle.casefile import load_cases
-from oracle.validate import check_quantized_arguments
-from oracle.variants import MXNET_QUANTIZED_PROFILE
 
 F32 = np.float32
 

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
+from bnspec.flags import DTYPES
+from bnspec.formats import FORMATS, round_float64
 from conformance import tolerances as tol
 from conformance.compare import compare
 from oracle.api import Expected, output_dtype
-from oracle.flags import DTYPES
-from oracle.formats import FORMATS, round_float64
 
 
 def test_every_key_has_a_positive_limit_and_a_reason():

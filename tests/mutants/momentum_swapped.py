@@ -7,8 +7,8 @@ that convention over weights the batch statistic with 0.9 instead of 0.1.
 import numpy as np
 
 from backends.numpy_backend import NumpyBackend, to_dtype
-from oracle.flags import DTYPES
-from oracle.formats import FORMATS, round_float64
+from bnspec.flags import DTYPES
+from bnspec.formats import FORMATS, round_float64
 
 SELECT = "bwd and train and batchstats"
 OUTPUTS = ("running_mean", "running_var")

@@ -16,21 +16,10 @@ import numpy as np
 import pytest
 import yaml
 
+from bnspec.flags import DTYPES, Flags, case_id, error_case_id, numpy_dtype
 from oracle.api import Expected
-from oracle.casefile import (
-    INLINE_LIMIT,
-    Case,
-    CaseFileError,
-    ErrorSpec,
-    decimal_value,
-    hex_float,
-    iter_case_paths,
-    load_case,
-    load_cases,
-    render_case,
-    write_case,
-)
-from oracle.flags import DTYPES, Flags, case_id, error_case_id, numpy_dtype
+from oracle.casefile import (INLINE_LIMIT, Case, CaseFileError, ErrorSpec, decimal_value, hex_float,
+                             iter_case_paths, load_case, load_cases, render_case, write_case)
 
 FLAGS = Flags(training=True, fix_gamma=False, use_global_stats=False, output_mean_var=True)
 

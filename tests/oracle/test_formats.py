@@ -1,4 +1,4 @@
-"""oracle.formats rounds exactly as IEEE 754 says, checked against an independent rounding.
+"""bnspec.formats rounds exactly as IEEE 754 says, checked against an independent rounding.
 
 fraction_reference.round_exact is written from the definition (and itself checked against
 CPython's float division and numpy's single-rounding casts in test_reference_fractions);
@@ -14,11 +14,11 @@ from fractions import Fraction
 import ml_dtypes
 import numpy as np
 import pytest
+from fraction_reference import DTYPE_NAMES, FORMATS, round_exact
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from fraction_reference import DTYPE_NAMES, FORMATS, round_exact
-from oracle import formats
+from bnspec import formats
 
 FMT = formats.FORMATS
 

@@ -17,21 +17,13 @@ import numpy as np
 import pytest
 
 import oracle
+from bnspec.flags import (ALL_FLAGS, AXIS_CLASSES, DEFAULT_EPS, DTYPES, axis_class_of,
+                          axis_for_class, case_id, error_case_id)
+from bnspec.validate import check_arguments
 from oracle import generate
 from oracle.casefile import load_case, load_cases
-from oracle.flags import (
-    ALL_FLAGS,
-    AXIS_CLASSES,
-    DEFAULT_EPS,
-    DTYPES,
-    axis_class_of,
-    axis_for_class,
-    case_id,
-    error_case_id,
-)
 from oracle.inputs import FAMILIES
 from oracle.plan import default_plan, user_plan
-from oracle.validate import check_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "cases"

@@ -9,8 +9,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from oracle.flags import DEFAULT_EPS, DTYPES, numpy_dtype
-from oracle.formats import FORMATS
+from bnspec.flags import DEFAULT_EPS, DTYPES, numpy_dtype
+from bnspec.formats import FORMATS
 from oracle.inputs import FAMILIES, LARGE_OFFSET, Stream, make_inputs, round_to
 
 SHAPE, AXIS = (4, 6, 5), 1  # C = 6, M = 20 (even)

@@ -25,7 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import oracle
-from oracle.variants import MXNET_QUANTIZED_PROFILE, QUANTIZED_VARIANTS
+from bnspec.profiles import MXNET_QUANTIZED_PROFILE
+from oracle.variants import QUANTIZED_VARIANTS
 
 F32 = np.float32
 VARIANT_SETS = [(), MXNET_QUANTIZED_PROFILE] + [(v,) for v in QUANTIZED_VARIANTS]

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from bnspec.flags import Flags, case_id, error_case_id
 from oracle.api import Expected
 from oracle.casefile import Case, ErrorSpec, write_case
-from oracle.flags import Flags, case_id, error_case_id
 
 FLAGS = Flags(training=True, fix_gamma=False, use_global_stats=False, output_mean_var=False)
 

@@ -1,4 +1,4 @@
-"""The oracle on edge values that oracle.validate accepts: an answer or a ValueError naming
+"""The oracle on edge values that bnspec.validate accepts: an answer or a ValueError naming
 the parameter, never another exception from deep inside."""
 from __future__ import annotations
 
