@@ -1,14 +1,17 @@
 """The pytest plugin of the conformance suite (entry point ``pytest11: bn_conformance``).
 
 Options: ``--backend NAME`` (or $BN_BACKEND), ``--list-backends``, ``--cases DIR``,
-``--tolerance strict|framework``, ``--report-dir DIR``, ``--known-deviations FILE``.
+``--tolerance strict|framework``, ``--report-dir DIR`` or ``--publish``
+(conformance/report_location.py), ``--known-deviations FILE``, ``--deviations FILE``
+(repeatable) and ``--deviations-lenient``.
 
 The plugin switches itself on only for runs that collect the suite (a path argument inside
 or above the conformance package, ``--pyargs conformance``) or name a backend, so other
 test runs in the same environment never load a backend. Once on, it resolves the backend
 in ``pytest_configure`` (one usage error if it does not load), prints it in the header,
 parametrizes every test marked ``bn_cases(*ops)`` with the case ids of those ops, turns
-known deviations into xfails, and writes the reports at the end of the session.
+known deviations into xfails (strict: a listed test that passes fails the run, naming the
+entry, unless --deviations-lenient), and writes the reports at the end of the session.
 
 Crashes and hangs: with pytest-timeout installed, each test of the suite gets a per-case
 timeout (``DEFAULT_CASE_TIMEOUT_S`` unless ``--timeout``, its ini option or $PYTEST_TIMEOUT
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from . import cases, deviations, profiles, registry, reports
+from . import cases, deviations, profiles, registry, report_location, reports
 from .suite import CaseCheck, SuiteState
 from .tolerances import DEFAULT_PROFILE, PROFILES
 
@@ -54,11 +57,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"golden case directory (default: {cases.DEFAULT_CASES_DIR})")
     group.addoption("--tolerance", default=DEFAULT_PROFILE, choices=PROFILES,
                     help="tolerance profile (conformance/tolerances.py; default: strict)")
-    group.addoption("--report-dir", default="reports", metavar="DIR",
-                    help="write <DIR>/<backend>/summary.{json,md} (default: reports)")
+    group.addoption("--report-dir", default=None, metavar="DIR",
+                    help="write <DIR>/<backend>/summary.{json,md} (default: "
+                         f"{report_location.RUN_DIR}/ in the current directory, git-ignored)")
+    group.addoption("--publish", action="store_true", default=False,
+                    help="write the report into the repository's tracked reports/ folder "
+                         "(a full run from a source checkout only)")
     group.addoption("--known-deviations", default=None, metavar="FILE",
-                    help="known-deviations file (default: "
-                         "conformance/known_deviations/<backend>.txt)")
+                    help="the backend's known-deviations file, instead of the shipped "
+                         "conformance/known_deviations/<backend>.txt")
+    group.addoption("--deviations", action="append", default=[], metavar="FILE",
+                    help="your own list of accepted deviations (PATTERN  # reason, the "
+                         "format of the shipped lists), added to the backend's; repeatable")
+    group.addoption("--deviations-lenient", action="store_true", default=False,
+                    help="let a listed deviation pass (XPASS) instead of failing the run")
 
 
 def pytest_cmdline_main(config: pytest.Config):
@@ -94,12 +106,15 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     state = config.stash[STATE] = _build_state(config)
     if _is_controller(config):
+        if (config.getoption("report_dir") is None and not config.getoption("publish")
+                and not config.getoption("collectonly")):
+            report_location.ensure_ignored(state.report_dir)  # before any worker writes there
         config.pluginmanager.register(RunReporter(config, state), "bn_conformance_reporter")
 
 
 def _build_state(config: pytest.Config) -> SuiteState:
     try:
-        resolved = registry.resolve(config.getoption("backend"))
+        resolved = registry.resolve(config.getoption("backend"), config.invocation_params.dir)
     except registry.BackendError as exc:
         raise pytest.UsageError(f"bn-conformance: {exc}") from None
     try:  # the declared semantic profile must name variants the oracle computes
@@ -112,19 +127,48 @@ def _build_state(config: pytest.Config) -> SuiteState:
         cases_dir = cases.check_cases_dir(option or cases.DEFAULT_CASES_DIR)
     except ValueError as exc:
         raise pytest.UsageError(f"bn-conformance: --cases: {exc}") from None
-    dev_option = config.getoption("known_deviations")
-    dev_path = Path(dev_option) if dev_option else deviations.default_path(resolved.backend.name)
-    if dev_option and not dev_path.is_file():
-        raise pytest.UsageError(f"bn-conformance: --known-deviations={dev_option!r} is not a file")
+    files, entries = _deviation_lists(config, resolved.backend.name)
     try:
-        entries = deviations.load(dev_path)
-    except deviations.DeviationFileError as exc:
+        report_dir = report_location.choose(config.invocation_params.dir,
+                                            config.getoption("report_dir"),
+                                            config.getoption("publish"), _partial_options(config))
+    except ValueError as exc:
         raise pytest.UsageError(f"bn-conformance: {exc}") from None
     return SuiteState(resolved=resolved, cases_dir=cases_dir, cases_dir_given=bool(option),
                       profile=config.getoption("tolerance"), deviations=entries,
-                      deviations_path=dev_path if dev_path.is_file() else None,
-                      report_dir=Path(config.invocation_params.dir,
-                                      config.getoption("report_dir")))
+                      deviation_files=files, lenient=config.getoption("deviations_lenient"),
+                      report_dir=report_dir)
+
+
+def _deviation_lists(config: pytest.Config, backend_name: str):
+    """Return (files read, their entries in order): the backend's list (the shipped one, or
+    --known-deviations), then every --deviations file; a usage error names a bad file."""
+    where = config.invocation_params.dir
+    own = config.getoption("known_deviations")
+    given = [("--known-deviations", own)] if own else []
+    given += [("--deviations", name) for name in config.getoption("deviations")]
+    for option, name in given:
+        if not Path(where, name).is_file():
+            raise pytest.UsageError(f"bn-conformance: {option}={name!r} is not a file "
+                                    f"(read relative to {where})")
+    shipped = [] if own else [deviations.default_path(backend_name)]
+    files = [p for p in shipped if p.is_file()] + [Path(where, name) for _, name in given]
+    try:
+        return tuple(files), [entry for path in files for entry in deviations.load(path)]
+    except deviations.DeviationFileError as exc:
+        raise pytest.UsageError(f"bn-conformance: {exc}") from None
+
+
+def _partial_options(config: pytest.Config) -> list[str]:
+    """Return the options and arguments that make this a partial run of the suite."""
+    found = [f"-{flag} {value!r}" for flag, value in (
+        ("k", config.getoption("keyword", "")), ("m", config.getoption("markexpr", "")))
+        if value]
+    found += ["--cases"] * bool(config.getoption("cases"))
+    found += ["--deselect"] * bool(config.getoption("deselect", None))
+    found += ["--last-failed"] * bool(config.getoption("lf", False))
+    found += [arg for arg in config.args if "::" in arg]
+    return found
 
 
 def _state(config: pytest.Config) -> SuiteState:
@@ -142,8 +186,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     b, r = state.backend, state.resolved
     n_cases = len(cases.case_paths(state.cases_dir))
-    dev = (f"{state.deviations_path} ({len(state.deviations)} entries)"
-           if state.deviations_path else "none")
+    dev = (f"{', '.join(map(str, state.deviation_files))} ({len(state.deviations)} entries"
+           f"{', lenient' if state.lenient else ''})" if state.deviation_files else "none")
     return [
         f"bn-conformance backend: {b.name} {b.version}, device {b.capabilities.device} "
         f"[{r.target}; {r.how}]",
@@ -197,8 +241,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
         entry = deviations.first_match(state.deviations, item.originalname, case_id)
         if entry is not None:
             used.add(entry)
-            item.add_marker(pytest.mark.xfail(reason=f"known deviation: {entry.reason}",
-                                              strict=False))
+            item.add_marker(pytest.mark.xfail(reason=deviations.xfail_reason(entry),
+                                              strict=not state.lenient))
     if getattr(config, "workerinput", {}).get("workerid", "gw0") != "gw0":
         return  # under xdist one worker speaks for all
     for entry in state.deviations:
@@ -300,7 +344,9 @@ class RunReporter:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.config.getoption("collectonly"):
             return
-        command = shlex.join(["pytest", *self.config.invocation_params.args])
+        where = self.config.invocation_params.dir
+        command = shlex.join(["pytest", *report_location.portable_args(
+            self.config.invocation_params.args, where)])
         document = reports.summary(self.collector, self.environment(command),
                                    generated_by=command)
         self.written = reports.write(self.state.report_dir, self.state.backend_name, document)
@@ -313,6 +359,7 @@ class RunReporter:
     def environment(self, command: str) -> dict:
         """Return the environment block of the report."""
         state, b = self.state, self.state.backend
+        where = self.config.invocation_params.dir
         versions = {"python": platform.python_version(), "platform": platform.platform()}
         for dist in ("bn-conformance", "numpy", "ml_dtypes", "pytest", "pytest-xdist"):
             try:
@@ -325,11 +372,13 @@ class RunReporter:
                         "spec": state.resolved.spec, "target": state.resolved.target,
                         "how": state.resolved.how, "profile": list(b.capabilities.profile)},
             "tolerance": state.profile,
-            "cases_dir": str(state.cases_dir),
-            "known_deviations": str(state.deviations_path) if state.deviations_path else None,
+            "cases_dir": report_location.portable(state.cases_dir, where),
+            "known_deviations": ", ".join(report_location.portable(p, where)
+                                          for p in state.deviation_files) or None,
+            "deviations_lenient": state.lenient,
             "versions": versions,
             "command": command,
-            "cwd": str(self.config.invocation_params.dir),
+            "cwd": report_location.portable(where),
             "xdist_workers": getattr(self.config.option, "numprocesses", None),
             "started": time.strftime(stamp, time.localtime(self.started)),
             "finished": time.strftime(stamp),
