@@ -8,12 +8,32 @@ few cases: a run selecting one case (``-k ID``) runs its tests back to back and 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 from pathlib import Path
 
 from .adapter import ALL_DTYPES, Capabilities
 
-#: The repository's cases/ directory, next to the conformance package.
-DEFAULT_CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
+#: Where the golden cases live inside the conformance package once installed from a wheel or
+#: an sdist (pyproject.toml maps the repository's top-level cases/ there).
+PACKAGED_CASES = "cases"
+
+
+def default_cases_dir() -> Path:
+    """Return the golden case directory the suite uses when --cases is not given.
+
+    Installed (wheel or sdist): ``conformance/cases`` found with importlib.resources. In a
+    source checkout (or an editable install, which maps no data): the repository's top-level
+    ``cases/``, next to the conformance package. The returned path may not exist (a wheel
+    built without its cases); check_cases_dir says so.
+    """
+    packaged = importlib.resources.files(__package__).joinpath(PACKAGED_CASES)
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged.resolve()
+    return Path(__file__).resolve().parent.parent / "cases"
+
+
+#: The golden cases of this installation (see default_cases_dir).
+DEFAULT_CASES_DIR = default_cases_dir()
 
 
 def check_cases_dir(path) -> Path:

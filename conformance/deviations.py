@@ -1,6 +1,8 @@
-"""Known deviations: per-backend lists of cases expected to fail, each with its reason.
+"""Known deviations: lists of cases expected to fail, each with its reason.
 
-``conformance/known_deviations/<backend name>.txt``, one entry a line::
+The shipped list of a backend is ``conformance/known_deviations/<backend name>.txt``
+(``--known-deviations FILE`` replaces it); a user adds their own with ``--deviations FILE``
+(repeatable). All use one format, one entry a line::
 
     # comment lines and blank lines are ignored
     fwd_*_f16_*_constant          # float16 constant channels: var + eps rounded in float16
@@ -8,9 +10,12 @@
 
 The pattern is an ``fnmatch`` pattern matched against the whole case id (``*`` any run,
 ``?`` one character, ``[...]`` a set), optionally prefixed by ``test_name::`` to limit it
-to one test function. The reason after ``#`` is required. A matching test becomes
-``xfail(strict=False)`` with that reason; an entry that matches no collected test warns,
-so the lists do not rot.
+to one test function. The reason after ``#`` is required. A matching test becomes an
+``xfail`` whose reason names the entry (file, line, pattern) and gives its reason. The xfail
+is strict, as pytest's ``xfail_strict``: a listed test that passes fails the run
+("[XPASS(strict)] known deviation FILE:LINE ..."), so a list names exactly what deviates;
+``--deviations-lenient`` lets it pass as XPASS instead. An entry that matches no collected
+test warns, so the lists do not rot.
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from .report_location import portable
 
 DEVIATIONS_DIR = Path(__file__).resolve().parent / "known_deviations"
 
@@ -78,12 +85,19 @@ def load(path: Path | None) -> list[Deviation]:
     """Return the entries of the file at path ([] when path is None or does not exist)."""
     if path is None or not path.is_file():
         return []
-    return parse(path.read_text(encoding="utf-8"), str(path))
+    return parse(path.read_text(encoding="utf-8"), portable(path, Path.cwd()))
 
 
 def first_match(entries: list[Deviation], test_name: str, case_id: str) -> Deviation | None:
     """Return the first entry covering (test_name, case_id), or None."""
     return next((e for e in entries if e.matches(test_name, case_id)), None)
+
+
+def xfail_reason(entry: Deviation) -> str:
+    """Return the xfail reason of a test an entry covers: the entry's place, its pattern and
+    its reason (pytest prefixes "[XPASS(strict)]" when such a test passes)."""
+    scope = f"{entry.test}::" if entry.test else ""
+    return f"known deviation {entry.source} {scope}{entry.pattern}: {entry.reason}"
 
 
 def unmatched_message(entry: Deviation) -> str:

@@ -1,17 +1,18 @@
 """Finding and loading the backend under test.
 
 A backend spec is either a registered name (an entry point in the group
-``bn_conformance.backends``, so an installed package can register its own) or
-``package.module:factory``. The target of either is a factory (a class or a function
-returning a backend) or a backend object itself. In a source checkout that is not
-installed, the names declared in the repository's pyproject.toml count as registered too.
+``bn_conformance.backends``, so an installed package can register its own),
+``package.module:factory`` (found on sys.path, else in the directory the run started in) or
+``path/to/file.py:factory`` (conformance/target_import.py). The target of either is a
+factory (a class or a function returning a backend) or a backend object itself. In a source
+checkout that is not installed, the names declared in the repository's pyproject.toml count
+as registered too.
 
 Errors are ``BackendError`` with one message that names the spec and what went wrong, so
 the pytest plugin can turn them into a single usage error.
 """
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import os
 import traceback
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .adapter import Capabilities
+from .target_import import TargetImportError, import_target
 
 GROUP = "bn_conformance.backends"
 ENV_VAR = "BN_BACKEND"
@@ -68,19 +70,20 @@ def target_of(spec: str) -> str:
         known = ", ".join(names) or "none"
         raise BackendError(
             f"backend={spec!r} is not a registered name (registered: {known}) and not "
-            "of the form package.module:factory"
+            "of the form package.module:factory or path/to/file.py:factory"
         )
     return names[spec]
 
 
-def load(spec: str) -> object:
-    """Return the backend object a spec names, checked against the adapter contract."""
+def load(spec: str, search_dir: Path | None = None) -> object:
+    """Return the backend object a spec names, checked against the adapter contract; a module
+    that is not on sys.path (or a file path) is looked for in search_dir (default: the
+    current directory)."""
     target = target_of(spec)
-    module_name, _, attr_path = target.partition(":")
     try:
-        obj = importlib.import_module(module_name)
-        for attr in attr_path.split("."):
-            obj = getattr(obj, attr)
+        obj = import_target(target, search_dir if search_dir is not None else Path.cwd())
+    except TargetImportError as exc:
+        raise BackendError(f"backend={spec!r}: cannot import {target}: {exc}") from exc
     except Exception as exc:
         raise BackendError(f"backend={spec!r}: cannot import {target}: {_one_line(exc)}") from exc
     if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "forward")):
@@ -112,14 +115,15 @@ def check_backend(backend: object, spec: str) -> None:
         )
 
 
-def resolve(option: str | None) -> Resolved:
+def resolve(option: str | None, search_dir: Path | None = None) -> Resolved:
     """Return the backend for the --backend option value (None: $BN_BACKEND, else the
-    first of DEFAULTS that loads)."""
+    first of DEFAULTS that loads); search_dir is where a module:factory that is not on
+    sys.path, or a file path, is looked for (default: the current directory)."""
     if option:
-        return Resolved(load(option), option, target_of(option), "--backend")
+        return Resolved(load(option, search_dir), option, target_of(option), "--backend")
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
-        return Resolved(load(env), env, target_of(env), f"${ENV_VAR}")
+        return Resolved(load(env, search_dir), env, target_of(env), f"${ENV_VAR}")
     failures = []
     for name in DEFAULTS:
         try:

@@ -29,17 +29,13 @@ class SuiteState:
     cases_dir_given: bool  # --cases was given (the repro command then repeats it)
     profile: str
     deviations: list[Deviation]
-    deviations_path: Path | None
+    deviation_files: tuple[Path, ...]  # the lists read, in order (shipped, then the user's)
     report_dir: Path
-
-    #: How the backend is called (conformance/isolation.py): "auto", "always" or "never".
-    isolate: str = "never"
-    #: The backend the tests call: resolved.backend, or it served from a child process.
-    served: object = None
+    lenient: bool = False  # --deviations-lenient: a listed test may pass (XPASS)
 
     @property
     def backend(self):
-        return self.resolved.backend if self.served is None else self.served
+        return self.resolved.backend
 
     @property
     def backend_name(self) -> str:

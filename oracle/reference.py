@@ -38,9 +38,9 @@ from bnspec.formats import FORMATS, round_dd, round_fraction
 from bnspec.validate import check_arguments
 
 from . import condition, fastpath
+from .api import Expected
 from .dd import split3
 from .exact import exact_dot, exact_sum
-from .results import Expected
 from .variants import check_variants
 
 PRECISION_BITS = 256

@@ -50,3 +50,18 @@ def test_missing_file_is_empty(tmp_path):
 def test_shipped_files_parse():
     for path in dev.DEVIATIONS_DIR.glob("*.txt"):
         dev.load(path)  # raises on a malformed entry
+
+
+def test_shipped_entries_name_their_file_relative_to_the_repository():
+    entry = dev.load(dev.default_path("torch"))[0]
+    assert entry.source.startswith("conformance/known_deviations/torch.txt:")
+    line = int(entry.source.rpartition(":")[2])
+    text = dev.default_path("torch").read_text().splitlines()[line - 1]
+    scope = f"{entry.test}::" if entry.test else ""
+    assert text.startswith(f"{scope}{entry.pattern} ") and f"# {entry.reason}" in text
+
+
+def test_xfail_reason_names_entry_scope_and_reason():
+    plain, scoped = dev.parse("fwd_*_fp16_*  # half\ntest_forward::bwd_*  # only y\n", "mine.txt")
+    assert dev.xfail_reason(plain) == "known deviation mine.txt:1 fwd_*_fp16_*: half"
+    assert dev.xfail_reason(scoped) == "known deviation mine.txt:2 test_forward::bwd_*: only y"
