@@ -38,9 +38,9 @@ from bnspec.formats import FORMATS, round_dd, round_fraction
 from bnspec.validate import check_arguments
 
 from . import condition, fastpath
-from .api import Expected
 from .dd import split3
 from .exact import exact_dot, exact_sum
+from .results import Expected
 from .variants import check_variants
 
 PRECISION_BITS = 256
@@ -236,6 +236,8 @@ class _Evaluation:
         self.variants = variants
         if "eps_min_1e-5" in variants:
             eps = max(eps, 1e-5)
+        if "eps_float32" in variants and math.isfinite(eps):
+            eps = float(np.float32(eps))  # and added as such (eps_d below)
         if "fix_gamma_ignored" in variants:
             flags = Flags(flags.training, False, flags.use_global_stats, flags.output_mean_var)
         self.shape = np.shape(x)
@@ -250,7 +252,7 @@ class _Evaluation:
         self.G, self.B = as64(gamma), as64(beta)
         self.RM, self.RV = as64(running_mean), as64(running_var)
         self.eps = eps
-        eps_d = (eps if "eps_not_cast" in variants or not math.isfinite(eps)
+        eps_d = (eps if {"eps_not_cast", "eps_float32"} & variants or not math.isfinite(eps)
                  else round_fraction(Fraction(eps), FORMATS[dtype]))
         # DType(eps), exact; an eps that overflows the data dtype (or is inf) makes every
         # channel follow IEEE float64 arithmetic: invstd = 1/sqrt(var + inf) = 0.
@@ -283,9 +285,11 @@ class _Evaluation:
                     if M == 1:
                         continue  # 0/0: NaN, from the IEEE shadow
                     var = var * M / (M - 1)
-                if var + self.eps_d == 0 and self.eps != 0:
+                if var + self.eps_d == 0 and (self.eps != 0
+                                              or "invstd_inf_at_zero" in self.variants):
                     # The spec defines invstd = 0 only for var == 0 with eps == 0; an eps
-                    # that rounds to 0 in the data dtype gives 1/sqrt(0) = inf (IEEE path).
+                    # that rounds to 0 in the data dtype gives 1/sqrt(0) = inf (IEEE path),
+                    # as invstd_inf_at_zero does for eps == 0 too.
                     continue
             else:
                 if not (np.isfinite(self.RM[c]) and np.isfinite(self.RV[c])):
@@ -317,7 +321,7 @@ class _Evaluation:
             r64 = 1 / np.sqrt(ve64)
             if "eps_outside_sqrt" in self.variants:
                 r64 = 1 / (np.sqrt(var64) + self.eps_d64)
-            if flags.batch_stats and self.eps == 0:
+            if flags.batch_stats and self.eps == 0 and "invstd_inf_at_zero" not in self.variants:
                 r64 = np.where(ve64 == 0, 0.0, r64)
         self.mu64, self.ve64, self.r64 = mu64, ve64, r64
         # Terms of a reduction count at least as the smallest normal number of the
@@ -383,19 +387,39 @@ class _Evaluation:
 
     # --- outputs ----------------------------------------------------------------------
 
-    def outputs(self) -> dict[str, Expected]:
-        out = {}
-        # MXNet updates the running statistics in the backward pass of a training step with
-        # batch statistics; the variants move or drop the update.
+    def stats_update_due(self, forward: bool) -> bool:
+        """Return whether this call updates the running statistics: MXNet updates them in
+        the backward pass of a training step with batch statistics; the variants move or
+        drop the update."""
         updates = self.flags.batch_stats and "stats_not_updated" not in self.variants
+        return updates and (not forward or "stats_updated_in_forward" in self.variants)
+
+    def mean_invstd_returned(self) -> bool:
+        """Return whether a forward call returns mean and invstd (output_mean_var, unless a
+        variant says the implementation has none to return)."""
+        if "no_mean_invstd" in self.variants:
+            return False
+        if "no_mean_invstd_with_running_stats" in self.variants and not self.flags.batch_stats:
+            return False
+        return self.flags.output_mean_var
+
+    def outputs(self) -> dict[str, Expected]:
+        if "fp16_stepwise_rounding" in self.variants and self.dtype == "float16":
+            from . import fp16_steps
+
+            out = fp16_steps.outputs(self)
+            if not self.mean_invstd_returned():
+                out.pop("mean", None)
+                out.pop("invstd", None)
+            return out
+        out = {}
         if self.DY is None:
             out["y"] = self._y()
-            if self.flags.output_mean_var:
+            if self.mean_invstd_returned():
                 out["mean"], out["invstd"] = self._mean_invstd()
-            updates = updates and "stats_updated_in_forward" in self.variants
         else:
             out.update(self._backward())
-        if updates:
+        if self.stats_update_due(self.DY is None):
             out["running_mean"], out["running_var"] = self._updated_running_stats()
         else:
             out["running_mean"], out["running_var"] = self._unchanged_running_stats()
@@ -468,7 +492,14 @@ class _Evaluation:
             else:
                 with np.errstate(all="ignore"):
                     means.append(float(self.RM[c] * float(m) + self.mu64[c] * float(1 - m)))
-            if "running_var_unbiased" in self.variants:
+            if "running_var_from_batch_var" in self.variants:
+                if self.eps_finite and np.isfinite(self.X[c]).all() and np.isfinite(self.RV[c]):
+                    variances.append(Fraction(self.RV[c]) * m + st.var_biased[c] * (1 - m))
+                else:
+                    with np.errstate(all="ignore"):
+                        var64 = ((self.X[c] - self.X[c].mean()) ** 2).mean()
+                        variances.append(float(self.RV[c] * float(m) + var64 * float(1 - m)))
+            elif "running_var_unbiased" in self.variants:
                 if st.exact[c] and np.isfinite(self.RV[c]) and self.M > 1:
                     unbiased = st.var_biased[c] * self.M / (self.M - 1)
                     variances.append(Fraction(self.RV[c]) * m + unbiased * (1 - m))

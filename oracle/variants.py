@@ -23,7 +23,36 @@ VARIANTS: dict[str, str] = {
     "fix_gamma_ignored": "uses gamma (and computes dgamma) even when fix_gamma is set",
     "invstd_as_var": "returns the variance where output_mean_var asks for the inverse "
                      "standard deviation",
+    "fp16_stepwise_rounding": "float16 data: rounds var + DType(eps) and every elementwise "
+                              "step to float16 (y = h(h(h(h(x - mean) invstd) gamma) + "
+                              "beta), the gradient's terms likewise; MXNet's CPU kernel, "
+                              "oracle/fp16_steps.py)",
+    "eps_float32": "adds eps rounded to float32 (an ONNX attribute is a float32) instead of "
+                   "eps cast to the data dtype, and subtracts that eps where the running "
+                   "variance is recovered",
+    "invstd_inf_at_zero": "batch statistics with var + DType(eps) = 0: invstd = 1/sqrt(0) = "
+                          "inf (IEEE), not 0; y, dx, dgamma NaN there",
+    "running_var_from_batch_var": "updates running_var with the biased batch variance "
+                                  "itself, not with 1/invstd^2 - eps",
+    "no_mean_invstd": "returns no mean or invstd outputs (output_mean_var has nothing to "
+                      "return)",
+    "no_mean_invstd_with_running_stats": "returns no mean or invstd when it normalises with "
+                                         "the running statistics (inference, or "
+                                         "use_global_stats)",
 }
+
+#: Pairs of variants the oracle does not compute together (each changes the same step).
+EXCLUSIVE: tuple[frozenset[str], ...] = (
+    frozenset({"fp16_stepwise_rounding", "eps_outside_sqrt"}),
+    frozenset({"running_var_unbiased", "running_var_from_batch_var"}),
+    frozenset({"no_mean_invstd", "no_mean_invstd_with_running_stats"}),
+)
+
+
+def compatible(variants) -> bool:
+    """Return True if no two of the variant names are an EXCLUSIVE pair."""
+    names = frozenset(variants or ())
+    return not any(pair <= names for pair in EXCLUSIVE)
 
 
 def check_variants(variants) -> frozenset[str]:
@@ -32,6 +61,10 @@ def check_variants(variants) -> frozenset[str]:
     unknown = sorted(names - VARIANTS.keys())
     if unknown:
         raise ValueError(f"variants={unknown!r} are unknown; known: {sorted(VARIANTS)}")
+    clash = [sorted(pair) for pair in EXCLUSIVE if pair <= names]
+    if clash:
+        raise ValueError(f"variants={sorted(names)!r} combine {clash[0]!r}, which change the "
+                         "same step: the oracle computes one or the other")
     return names
 
 #: Named variants of the quantized path (op "qnt", ``oracle.quantized``). Each one is a
