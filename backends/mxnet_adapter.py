@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bnspec.profiles import MXNET_QUANTIZED_PROFILE
+from bnspec.profiles import MXNET_PROFILE, MXNET_QUANTIZED_PROFILE
 from conformance.adapter import Capabilities
 
 from .frameworks import UnavailableBackend, rejections
@@ -66,13 +66,11 @@ VENV = ROOT / ".venv-mxnet"
 SETUP_COMMAND = "python -m backends.mxnet_env"
 PYTHON_ENV_VAR = "BN_MXNET_PYTHON"
 
-#: Declared differences from the semantics, as oracle.variants.VARIANTS names: none of the
-#: existing variants describes MXNet's own CPU path. Its float16 arithmetic (verified bit for
-#: bit against MXNet in tests/backends/mxnet_reference.py) would be the variants below, which
-#: the oracle does not compute yet; until it does, the cases they explain are listed in
+#: Declared differences from the semantics (bnspec.profiles.MXNET_PROFILE: names of oracle
+#: variants): the float16 kernel's step-wise rounding, verified bit for bit against MXNet in
+#: tests/backends/mxnet_reference.py. Its remaining defects are listed in
 #: conformance/known_deviations/mxnet.txt.
-PROFILE: tuple[str, ...] = ()
-PROPOSED_PROFILE = ("fp16_var_eps_rounding", "fp16_elementwise_arithmetic")
+PROFILE: tuple[str, ...] = MXNET_PROFILE
 CAPABILITIES = Capabilities(dtypes=frozenset({"float64", "float32", "float16"}),
                             forward=True, backward=True, quantized=True, device="cpu",
                             quantized_profile=MXNET_QUANTIZED_PROFILE,

@@ -38,14 +38,16 @@ import functools
 
 import numpy as np
 
+from bnspec.profiles import ONNXRUNTIME_PROFILE
 from conformance.adapter import Capabilities
 
 from .frameworks import RejectedInput, UnavailableBackend, rejections
 
 INSTALL = "pip install -e '.[onnxruntime]' (onnxruntime and onnx)"
 OPSET = 15
-#: Declared differences from MXNet semantics (oracle.variants.VARIANTS names).
-PROFILE = ("stats_updated_in_forward",)
+#: Declared differences from MXNet semantics (bnspec.profiles.ONNXRUNTIME_PROFILE: names of
+#: oracle variants).
+PROFILE = ONNXRUNTIME_PROFILE
 CAPABILITIES = Capabilities(dtypes=frozenset({"float64", "float32", "float16"}), forward=True,
                             backward=False, quantized=False, device="cpu", profile=PROFILE)
 

@@ -46,21 +46,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from bnspec.profiles import TORCH_PROFILE
 from conformance.adapter import ALL_DTYPES, Capabilities
 
 from .frameworks import RejectedInput, UnavailableBackend, rejections
 
 INSTALL = "pip install torch==2.13.0 (CPU wheel), or pip install -e '.[torch]'"
-#: Declared differences from MXNet semantics: names of oracle.variants.VARIANTS, which the
-#: suite then holds this backend to (conformance/profiles.py).
-PROFILE = ("running_var_unbiased", "stats_updated_in_forward", "eps_not_cast")
-#: Further differences no oracle variant expresses yet; they are in
-#: conformance/known_deviations/torch.txt with their reasons (reports/FRAMEWORKS.md).
-UNDECLARED = (
-    "no_inference_mean_invstd",    # output_mean_var with running stats: nothing is saved
-    "eps_positive_in_training",    # F.batch_norm raises ValueError for eps <= 0 in training
-    "batch_of_one_rejected",       # F.batch_norm raises ValueError for M == 1 in training
-)
+#: Declared differences from MXNet semantics (bnspec.profiles.TORCH_PROFILE: names of oracle
+#: variants), which the suite then holds this backend to (conformance/profiles.py). What no
+#: variant expresses is in conformance/known_deviations/torch.txt with its reason: F.batch_norm
+#: refuses eps <= 0 and one element per channel in training, and its channels-last bfloat16
+#: backward rounds dbeta to bfloat16.
+PROFILE = TORCH_PROFILE
 
 
 def _capabilities(device: str) -> Capabilities:

@@ -11,3 +11,22 @@ from __future__ import annotations
 #: (tests/oracle/test_quantized.py, README "Quantized path").
 MXNET_QUANTIZED_PROFILE: tuple[str, ...] = ("qnt_slope_eps_twice", "qnt_shift_127.5",
                                             "qnt_uint8_requantized")
+
+#: MXNet 1.9.1 CPU (backends/mxnet_adapter.py): its float16 kernel rounds every step to
+#: float16 (tests/backends/mxnet_reference.py emulates it bit for bit). Its float64 kernel
+#: follows the semantics; its float32 path (oneDNN) differs only where var + eps = 0, which
+#: its own kernels do not share: a known deviation, not a profile.
+MXNET_PROFILE: tuple[str, ...] = ("fp16_stepwise_rounding",)
+#: PyTorch's F.batch_norm (backends/torch_adapter.py): the cuDNN-style running statistics,
+#: eps added as the double given, and no saved mean/invstd when it normalises with the
+#: running statistics (native_batch_norm's save_mean/save_invstd are empty).
+TORCH_PROFILE: tuple[str, ...] = ("running_var_unbiased", "stats_updated_in_forward",
+                                  "eps_not_cast", "no_mean_invstd_with_running_stats")
+#: ONNX BatchNormalization-15 on ONNX Runtime (backends/onnxruntime_adapter.py): the running
+#: statistics come back from the forward call, epsilon is a float32 attribute, Y follows
+#: (X - mean) / sqrt(var + epsilon) literally (inf at var + eps = 0), and opset 14 removed the
+#: saved mean/invstd outputs. (Its running_var is the batch variance itself, which with
+#: eps_float32 and invstd_inf_at_zero equals 1/invstd^2 - eps exactly, so
+#: running_var_from_batch_var would change no expected value.)
+ONNXRUNTIME_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_float32",
+                                        "invstd_inf_at_zero", "no_mean_invstd")

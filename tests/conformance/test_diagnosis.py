@@ -99,6 +99,17 @@ VARIANT_CASES = {
     "fix_gamma_ignored": ("bwd_train_fixgamma_batchstats_meanvar_axis1_fp32_2x3x5_normal",
                           "main"),
     "invstd_as_var": (FWD, "main"),
+    "fp16_stepwise_rounding": ("fwd_train_freegamma_batchstats_meanvar_axis1_fp16_2x3x5_normal",
+                               "main"),
+    "eps_float32": ("fwd_infer_fixgamma_batchstats_nomeanvar_axis0_fp64_3x4_normal_eps1e-05_"
+                    "mom0_cudnnoff", "main"),
+    "invstd_inf_at_zero": ("fwd_train_freegamma_batchstats_meanvar_axis0_fp64_3x4_constant_eps0_"
+                           "mom1", "main"),
+    "running_var_from_batch_var": ("bwd_train_freegamma_batchstats_meanvar_axis2_fp32_2x2x3x2x2_"
+                                   "constant_eps0_mom0_cudnnoff", "running"),
+    "no_mean_invstd": (FWD, "main"),
+    "no_mean_invstd_with_running_stats": ("fwd_infer_freegamma_batchstats_meanvar_axis1_fp32_"
+                                          "2x3x5_normal", "main"),
 }
 
 
@@ -231,21 +242,24 @@ def test_zero_variance_with_zero_eps_by_ieee_arithmetic_is_named():
     outputs["y"][zero, :] = np.nan
     outputs["invstd"] = np.where(zero, np.inf, outputs["invstd"]).astype(np.float64)
     found = diagnosis.diagnose(case, outputs, _names(case, "main"))
-    assert "zero_variance_ieee" in found.explains, found.text
+    assert "invstd_inf_at_zero" in found.explains, found.text
 
 
 def test_missing_outputs_are_named_and_the_rest_diagnosed():
-    """PyTorch returns no mean/invstd with running statistics; y itself is right."""
+    """A backend that returns no invstd (but its mean); y itself is right: no variant drops
+    invstd alone."""
     case = _case("fwd_infer_freegamma_batchstats_meanvar_axis1_fp32_2x3x5_normal")
-    outputs = {"y": case.expected["y"].as_dtype()}
+    outputs = {"y": case.expected["y"].as_dtype(), "mean": case.expected["mean"].as_dtype()}
     found = diagnosis.diagnose(case, outputs, _names(case, "main"))
     assert found.name is None and found.explains == []
-    assert found.text == ("backend returned no 'mean'; backend returned no 'invstd' (no known "
-                          "variant explains a missing or malformed output); the other outputs "
-                          "pass")
-    assert found.short == "backend returned no 'mean'; backend returned no 'invstd'"
-    assert found.as_record()["structural"] == {"mean": "backend returned no 'mean'",
-                                               "invstd": "backend returned no 'invstd'"}
+    assert found.text == ("backend returned no 'invstd' (no known variant explains a missing "
+                          "or malformed output); the other outputs pass")
+    assert found.short == "backend returned no 'invstd'"
+    assert found.as_record()["structural"] == {"invstd": "backend returned no 'invstd'"}
+    # without both (PyTorch with running statistics): the variants that drop them explain it
+    found = diagnosis.diagnose(case, {"y": outputs["y"]}, _names(case, "main"))
+    assert {"no_mean_invstd", "no_mean_invstd_with_running_stats"} <= set(found.explains), \
+        found.text
     # and y under a variant: the rest is diagnosed
     wrong_y = profiles.evaluate_case(_case(FWD), ("eps_outside_sqrt",))
     found = diagnosis.diagnose(_case(FWD), {"y": wrong_y["y"].as_dtype()},
