@@ -2,8 +2,17 @@
 
 ``problems`` draws a small valid call: dtype among the backend's, rank 2 to 4 with at most
 ``MAX_ELEMENTS`` elements, any axis (negative too), the four flags, eps and momentum from
-the interesting values or anywhere in [0, 2] and [0, 1], and data from one of ``FAMILIES``
-(plain, small integers, a large offset, tiny values, a constant, NaN and infinities).
+the domain real callers use (``EPS_VALUES`` or a float32 in [2**-16, 1]; ``MOMENTUM_VALUES``
+or a float32 in [2**-7, 1]), at least two elements per channel when training with batch
+statistics, and data from one of ``FAMILIES`` (plain, small integers, a large offset, tiny
+values, a constant, NaN and infinities).
+
+The scalar domain is what frameworks accept as batch-norm arguments (cuDNN's
+CUDNN_BN_MIN_EPSILON is 1e-5 and PyTorch refuses eps = 0 in training; MXNet parses its
+parameters as strings and refuses subnormal values; PyTorch refuses one value per channel in
+training). Extreme but valid scalars (eps = 0, subnormal eps or momentum, one element per
+channel) stay in the golden cases and in the unusual-input tests (conformance/bad_inputs.py),
+where each is a named case rather than a random draw.
 
 ``judge`` compares a backend's outputs with the oracle's; ``agree`` compares two outputs of
 the backend with each other in the same tolerance model: if both are within the limit of
@@ -31,8 +40,12 @@ from .tolerances import limit_for
 
 MAX_ELEMENTS = 48
 FAMILIES = ("normal", "integers", "offset", "tiny", "constant", "special")
-EPS_VALUES = (DEFAULT_EPS, 1e-5, 0.0, 0.5, 1.0)
-MOMENTUM_VALUES = (DEFAULT_MOMENTUM, 0.0, 1.0, 0.5)
+EPS_VALUES = (DEFAULT_EPS, 1e-5, 0.1, 0.5, 1.0)
+MOMENTUM_VALUES = (DEFAULT_MOMENTUM, 0.0, 1.0, 0.5, 0.99)
+#: The ranges of the random eps and momentum draws (float32 values, see the module doc).
+#: Bounds are float32 values: 2**-16 (1.5e-5, above cuDNN's minimum 1e-5) and 2**-7 (0.0078).
+EPS_RANGE = (2.0**-16, 1.0)
+MOMENTUM_RANGE = (2.0**-7, 1.0)
 
 
 @dataclasses.dataclass
@@ -100,6 +113,18 @@ def shapes(draw, min_rank: int = 2, max_rank: int = 4) -> tuple[int, ...]:
     return tuple(dims)
 
 
+def _two_per_channel(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
+    """Return shape with its first non-channel dimension at least 2 where each channel would
+    hold a single element (training callers never normalise one value per channel)."""
+    channel = axis % len(shape)
+    if math.prod(shape) // shape[channel] > 1:
+        return shape
+    dims = list(shape)
+    other = 0 if channel != 0 else 1
+    dims[other] = 2
+    return tuple(dims)
+
+
 @st.composite
 def problems(draw, caps, op: str, *, min_rank: int = 2, max_rank: int = 4, families=FAMILIES,
              **fixed) -> Problem:
@@ -113,9 +138,12 @@ def problems(draw, caps, op: str, *, min_rank: int = 2, max_rank: int = 4, famil
     kwargs = {"axis": draw(st.integers(-rank, rank - 1)),
               "training": draw(st.booleans()), "fix_gamma": draw(st.booleans()),
               "use_global_stats": draw(st.booleans()), "output_mean_var": draw(st.booleans()),
-              "eps": draw(st.sampled_from(EPS_VALUES) | st.floats(0, 2)),
-              "momentum": draw(st.sampled_from(MOMENTUM_VALUES) | st.floats(0, 1))}
+              "eps": draw(st.sampled_from(EPS_VALUES) | st.floats(*EPS_RANGE, width=32)),
+              "momentum": draw(st.sampled_from(MOMENTUM_VALUES)
+                               | st.floats(*MOMENTUM_RANGE, width=32))}
     kwargs.update(fixed)
+    if kwargs["training"] and not kwargs["use_global_stats"]:
+        shape = _two_per_channel(shape, kwargs["axis"])
     family = draw(st.sampled_from(families))
     n, channels = math.prod(shape), shape[kwargs["axis"]]
     param = DTYPES[dtype].param
