@@ -24,7 +24,7 @@ from pathlib import Path
 from bnspec.flags import ALL_FLAGS, DTYPES
 
 from .matrix import EXTRA_ROWS, Cell, cell_stats, format_fraction
-from .reports import OUTCOMES
+from .report_files import HTML_FILE, OUTCOMES, load, write_atomic
 
 MAX_FAILURES = 300  # failures listed in full; the rest are counted
 RC_MAX = 1e12  # relative conditions beyond this (values next to 0) are drawn at it
@@ -355,9 +355,6 @@ def render(document: dict, samples: dict | None = None) -> str:
 
 def main(argv=None) -> int:
     """Re-render index.html of report directories from summary.json and errors.json."""
-    from .report_extras import HTML_FILE, load
-    from .reports import write_atomic
-
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         print("usage: python -m conformance.html_report REPORT_DIR [...]", file=sys.stderr)

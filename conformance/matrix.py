@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bnspec.flags import ALL_FLAGS, DTYPES
 
-from .reports import OUTCOMES, write_atomic
+from .report_files import OUTCOMES, write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE_DIR = Path(__file__).resolve().parent

@@ -10,7 +10,7 @@ writes summary.json / summary.md, and ``after_write`` once they are written:
 - after: ``errors.json`` and ``index.html`` (conformance/html_report.py) are written next
   to summary.md, and a declared variant that changed no case is warned about.
 
-errors.json (``ERRORS_SCHEMA``)::
+errors.json (``report_files.ERRORS_SCHEMA``)::
 
     schema        "bn-conformance-errors/1"
     generated_by  the pytest command line of the run
@@ -21,16 +21,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-ERRORS_SCHEMA = "bn-conformance-errors/1"
-ERRORS_FILE = "errors.json"
-HTML_FILE = "index.html"
+from . import html_report, profiles
+from .report_files import ERRORS_FILE, ERRORS_SCHEMA, HTML_FILE, write_atomic
 
 
 def before_write(document: dict) -> tuple[dict, dict]:
     """Return (the document without per-element samples and with its profile block,
     {nodeid: samples}). The document passed in is not modified."""
-    from .profiles import report_block
-
     samples, results = {}, []
     for r in document["results"]:
         if "samples" in r:
@@ -38,27 +35,14 @@ def before_write(document: dict) -> tuple[dict, dict]:
             samples[r["nodeid"]] = r.pop("samples")
         results.append(r)
     out = {**document, "results": results}
-    out["profile"] = report_block(out)
+    out["profile"] = profiles.report_block(out)
     return out, samples
 
 
 def after_write(out: Path, document: dict, samples: dict) -> None:
     """Write errors.json and index.html into out; warn about unused declared variants."""
-    from . import html_report, profiles
-    from .reports import write_atomic
-
     write_atomic(out / ERRORS_FILE, json.dumps(
         {"schema": ERRORS_SCHEMA, "generated_by": document.get("generated_by"),
          "samples": samples}, separators=(",", ":"), allow_nan=False) + "\n")
     write_atomic(out / HTML_FILE, html_report.render(document, samples))
     profiles.warn_unused(document)
-
-
-def load(out: Path) -> tuple[dict, dict]:
-    """Return (summary document, samples) of a report directory (samples {} without
-    errors.json)."""
-    out = Path(out)
-    document = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    path = out / ERRORS_FILE
-    samples = json.loads(path.read_text(encoding="utf-8"))["samples"] if path.is_file() else {}
-    return document, samples

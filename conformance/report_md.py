@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from bnspec.flags import ALL_FLAGS, DTYPES
 
 from .profiles import markdown_lines
-from .reports import OUTCOMES
+from .report_files import OUTCOMES
 
 JUDGED = ("pass", "fail", "xfail", "xpass")  # outcomes whose numbers count
 

@@ -31,10 +31,12 @@ Non-finite numbers are written as the strings "inf" / "nan".
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .report_extras import after_write, before_write
+from .report_files import OUTCOMES, write_atomic
+from .report_md import render
 
 SCHEMA = "bn-conformance-report/1"
 PROPERTY = "bn_conformance"
@@ -44,7 +46,6 @@ PROPERTY = "bn_conformance"
 CRASH_PHASE = "???"
 NOT_RUN = ("not run: the session stopped before this test (-x/--maxfail, an interrupt, or "
            "more crashed xdist workers than --max-worker-restart allows)")
-OUTCOMES = ("pass", "fail", "error", "skip", "xfail", "xpass")
 
 
 @dataclass
@@ -143,21 +144,6 @@ def summary(collector: Collector, environment: dict, generated_by: str) -> dict:
             "counts": counts(results), "results": results}
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace the file at path with text in one step (temporary file + os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def backend_dir(report_dir: Path, backend_name: str) -> Path:
     """Return the report directory of a backend (its name made safe for a path)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in backend_name)
@@ -167,9 +153,6 @@ def backend_dir(report_dir: Path, backend_name: str) -> Path:
 def write(report_dir: Path, backend_name: str, document: dict) -> Path:
     """Write summary.json and summary.md of a run, then errors.json and index.html
     (conformance/report_extras.py); return the directory written."""
-    from .report_extras import after_write, before_write
-    from .report_md import render
-
     out = backend_dir(report_dir, backend_name)
     document, samples = before_write(document)  # samples leave for errors.json
     write_atomic(out / "summary.json", json.dumps(document, indent=1, allow_nan=False) + "\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import html_report, report_extras
+from conformance import html_report, report_files
 from tests.conformance.test_mutants import run_suite
 
 SELECT = "fwd and train and batchstats and 2x3x5 and normal and (fp32 or fp16)"
@@ -44,7 +44,7 @@ def test_page_is_self_contained_with_three_plots(report_dir):
 
 
 def test_samples_live_in_errors_json_not_in_the_summary(report_dir):
-    document, samples = report_extras.load(report_dir)
+    document, samples = report_files.load(report_dir)
     assert all("samples" not in r for r in document["results"])
     judged = [r for r in document["results"] if r.get("outputs")]
     assert judged and all(r["nodeid"] in samples for r in judged)
@@ -54,7 +54,7 @@ def test_samples_live_in_errors_json_not_in_the_summary(report_dir):
 
 
 def test_rerender_from_saved_run_without_matplotlib(report_dir, monkeypatch):
-    document, samples = report_extras.load(report_dir)
+    document, samples = report_files.load(report_dir)
     real_import = builtins.__import__
 
     def no_matplotlib(name, *args, **kwargs):

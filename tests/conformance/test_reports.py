@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conformance import reports
+from conformance import report_files, reports
 from conformance.report_md import render
 
 
@@ -53,10 +53,10 @@ def test_record_travels_in_user_properties():
 
 def test_write_replaces_atomically(tmp_path, monkeypatch):
     path = tmp_path / "r" / "summary.json"
-    reports.write_atomic(path, "old")
-    monkeypatch.setattr(reports.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("full")))
+    report_files.write_atomic(path, "old")
+    monkeypatch.setattr(report_files.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("full")))
     with pytest.raises(OSError):
-        reports.write_atomic(path, "new")
+        report_files.write_atomic(path, "new")
     assert path.read_text() == "old" and [p.name for p in path.parent.iterdir()] == [path.name]
 
 
