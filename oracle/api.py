@@ -10,52 +10,14 @@ Output dtypes: ``y`` and ``dx`` in the data dtype; ``mean``, ``invstd``, ``runni
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from bnspec.flags import DEFAULT_EPS, DEFAULT_MOMENTUM, DTYPES, Flags, numpy_dtype
+from bnspec.flags import DEFAULT_EPS, DEFAULT_MOMENTUM, Flags
 
+from .results import Expected, QuantizedExpected, output_dtype
 
-@dataclass(frozen=True)
-class Expected:
-    """One expected output of a case.
-
-    value = hi + lo to a relative accuracy of 1e-30 or better, or to 2**-1074 absolute in
-    the float64 subnormal range (NaN and +-inf exactly, with lo = 0; a finite value beyond
-    the float64 range is held as +-inf, and its rounded form is +-inf in every dtype); rounded = value correctly rounded to dtype (round to nearest, ties to even),
-    held as float64; cond = condition scale (see oracle.condition), 0 where the value must
-    be reproduced exactly.
-    """
-
-    name: str
-    dtype: str
-    hi: np.ndarray
-    lo: np.ndarray
-    rounded: np.ndarray
-    cond: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.rounded.shape)
-
-    def as_dtype(self) -> np.ndarray:
-        """The correctly rounded values as an array of the output dtype."""
-        return self.rounded.astype(numpy_dtype(self.dtype))
-
-
-@dataclass(frozen=True)
-class QuantizedExpected(Expected):
-    """The int8 output of the quantized path (``oracle.quantized``).
-
-    value = hi + lo is the exact value before rounding; rounded = that value rounded to the
-    nearest integer (ties to even) and saturated to -128..127; dist = its distance to the
-    nearest rounding boundary k + 1/2 (k = -128..126; 0 at an exact tie); cond = the
-    magnitude of the terms a float32 evaluation rounds, 0 where the formula is exact in
-    float32 (then the result must match exactly).
-    """
-
-    dist: np.ndarray
+__all__ = ["Expected", "QuantizedExpected", "batch_norm", "batch_norm_backward", "evaluate",
+           "evaluate_quantized", "output_dtype", "quantized_batch_norm"]
 
 
 def evaluate(x, gamma, beta, running_mean, running_var, dy=None, *, eps=DEFAULT_EPS,
@@ -119,11 +81,6 @@ def batch_norm_backward(x, gamma, beta, running_mean, running_var, dy, eps=DEFAU
                     fix_gamma=fix_gamma, use_global_stats=use_global_stats,
                     output_mean_var=output_mean_var, axis=axis, training=training)
     return {name: step[name].as_dtype() for name in ("dx", "dgamma", "dbeta")}
-
-
-def output_dtype(name: str, data_dtype: str) -> str:
-    """Return the dtype of output `name` for data of dtype `data_dtype`."""
-    return data_dtype if name in ("y", "dx") else DTYPES[data_dtype].param
 
 
 def evaluate_quantized(x, gamma, beta, running_mean, running_var, **kwargs) -> dict[str, Expected]:

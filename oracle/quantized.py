@@ -35,7 +35,7 @@ never a tie: it is evaluated in mpmath from 256 bits up, the precision doubled u
 nearest integer is certain. Values are computed once per distinct q of a channel (at most
 256), so the cost does not grow with the size of x.
 
-Per element of ``out`` the oracle also states (``oracle.api.QuantizedExpected``):
+Per element of ``out`` the oracle also states (``oracle.results.QuantizedExpected``):
 
 - ``dist``: |v - the nearest rounding boundary|, the boundaries being k + 1/2 for
   k = -128..126 (beyond them saturation makes both sides equal); 0 at an exact tie;
@@ -56,7 +56,7 @@ from bnspec.flags import DEFAULT_EPS
 from bnspec.formats import FORMATS, round_fraction
 from bnspec.validate import check_quantized_arguments
 
-from .api import Expected, QuantizedExpected
+from .results import Expected, QuantizedExpected
 from .variants import check_quantized_variants
 
 PRECISION_BITS = 256

@@ -60,7 +60,7 @@ class Case:
     momentum: float
     cudnn_off: bool
     inputs: dict = field(default_factory=dict)  # name -> numpy array in its dtype
-    expected: dict = field(default_factory=dict)  # name -> oracle.api.Expected
+    expected: dict = field(default_factory=dict)  # name -> oracle.results.Expected
     error: ErrorSpec | None = None
     #: op 'qnt' only: {min_data, max_data, min_calib_range, max_calib_range} (float or None)
     quantized: dict | None = None

@@ -20,7 +20,7 @@ import yaml
 from bnspec.flags import DTYPES, QUANTIZED_DTYPES, Flags, numpy_dtype
 from bnspec.formats import FORMATS, round_float64
 
-from ..api import Expected, QuantizedExpected, output_dtype
+from ..results import Expected, QuantizedExpected, output_dtype
 from .model import (DIST_SIDECAR_BYTES, EXCEPTIONS, EXPECTED_SIDECAR_BYTES, EXTRA_DTYPES,
                     INPUT_NAMES, QUANTIZED_PARAMS, SCHEMA, TOKEN, Case, ErrorSpec,
                     expected_names, id_matches, quantized_output_dtype)

@@ -26,7 +26,7 @@ import numpy as np
 from bnspec.flags import numpy_dtype
 
 from .. import PRECISION_BITS, __version__
-from ..api import Expected, QuantizedExpected
+from ..results import Expected, QuantizedExpected
 from .model import EXCEPTIONS, INPUT_NAMES, QUANTIZED_PARAMS, SCHEMA, TOKEN, Case, expected_names
 from .number_text import decimal_value, hex_float, yaml_float
 
