@@ -15,10 +15,13 @@ entry, unless --deviations-lenient), and writes the reports at the end of the se
 
 Crashes and hangs: with pytest-timeout installed, each test of the suite gets a per-case
 timeout (``DEFAULT_CASE_TIMEOUT_S`` unless ``--timeout``, its ini option or $PYTEST_TIMEOUT
-says otherwise). Under pytest-xdist a backend that segfaults, aborts or hangs takes down only
-its worker process, which xdist replaces; the report lists that test as failed ("crashed:"
-or "timed out:") and any test the session never reached as "not run:". Without xdist a hang
-fails its test (signal method) but a crash ends the run: use ``-n`` or backends.worker.
+says otherwise). ``--isolate auto|always|never`` (conformance/isolation.py) serves the
+backend from a child process that restarts after each crash: in one process from the start
+(auto), under pytest-xdist after the first crashed worker (auto; xdist replaces that worker
+and the report lists the test as failed, "crashed:" with the signal, or "timed out:"). A
+crash or hang in the child fails its test only, naming the signal and the repro command.
+Unless --max-worker-restart is given, xdist may replace as many workers as there are tests;
+a test the session never reached is listed as "not run:".
 """
 from __future__ import annotations
 
@@ -26,13 +29,15 @@ import importlib.metadata
 import os
 import platform
 import shlex
+import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import pytest
 
-from . import cases, deviations, profiles, registry, report_location, reports
+from . import cases, deviations, isolation, profiles, registry, report_location, reports
 from .suite import CaseCheck, SuiteState
 from .tolerances import DEFAULT_PROFILE, PROFILES
 
@@ -57,6 +62,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"golden case directory (default: {cases.DEFAULT_CASES_DIR})")
     group.addoption("--tolerance", default=DEFAULT_PROFILE, choices=PROFILES,
                     help="tolerance profile (conformance/tolerances.py; default: strict)")
+    group.addoption("--isolate", default=isolation.DEFAULT_MODE, choices=isolation.ISOLATE_MODES,
+                    help="serve the backend from a child process that restarts after a "
+                         "crash: always, never, or auto (default: from the start in one "
+                         "process, after the first crashed worker under xdist)")
     group.addoption("--report-dir", default=None, metavar="DIR",
                     help="write <DIR>/<backend>/summary.{json,md} (default: "
                          f"{report_location.RUN_DIR}/ in the current directory, git-ignored)")
@@ -105,6 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _collects_suite(config):
         return
     state = config.stash[STATE] = _build_state(config)
+    _serve(config, state)
     if _is_controller(config):
         if (config.getoption("report_dir") is None and not config.getoption("publish")
                 and not config.getoption("collectonly")):
@@ -169,6 +179,25 @@ def _partial_options(config: pytest.Config) -> list[str]:
     found += ["--last-failed"] * bool(config.getoption("lf", False))
     found += [arg for arg in config.args if "::" in arg]
     return found
+
+
+def _serve(config: pytest.Config, state: SuiteState) -> None:
+    """Set how the tests call the backend (--isolate, conformance/isolation.py); in an xdist
+    controller, also the worker restart budget and, for auto, the crash watch."""
+    state.isolate = config.getoption("isolate")
+    if state.isolate == "auto" and isolation.uses_xdist(config):
+        flag_dir = tempfile.mkdtemp(prefix="bn-crash-")
+        config.add_cleanup(lambda: shutil.rmtree(flag_dir, ignore_errors=True))
+        config.pluginmanager.register(
+            isolation.CrashWatch(os.path.join(flag_dir, "crashed"), state.repro),
+            isolation.CrashWatch.NAME)
+    budget = isolation.restart_budget(config, 2 * len(cases.case_paths(state.cases_dir)))
+    if budget is not None:  # read by xdist's own pytest_configure, which runs last
+        config.option.maxworkerrestart = budget
+    state.served = isolation.wrap(state.resolved.backend, state.resolved.target,
+                                  state.isolate, config, case_timeout(config))
+    if state.served is not state.resolved.backend:
+        config.add_cleanup(state.served.close)
 
 
 def _state(config: pytest.Config) -> SuiteState:
@@ -380,6 +409,7 @@ class RunReporter:
             "command": command,
             "cwd": report_location.portable(where),
             "xdist_workers": getattr(self.config.option, "numprocesses", None),
+            "isolate": state.isolate,
             "started": time.strftime(stamp, time.localtime(self.started)),
             "finished": time.strftime(stamp),
         }

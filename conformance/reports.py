@@ -71,7 +71,9 @@ class Collector:
                 entry.update(json.loads(value))
         outcome, reason = _phase_outcome(report)
         if report.when == CRASH_PHASE and crash_note:
-            reason = crash_note if crash_note.startswith("timed out") else f"{reason} {crash_note}"
+            first, newline, rest = reason.partition("\n")  # the note follows its first line
+            reason = (crash_note if crash_note.startswith("timed out")
+                      else f"{first} {crash_note}{newline}{rest}")
         if outcome is None or entry["outcome"] in ("fail", "error"):
             return
         if entry["outcome"] is None or outcome in ("fail", "error"):

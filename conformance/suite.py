@@ -33,9 +33,14 @@ class SuiteState:
     report_dir: Path
     lenient: bool = False  # --deviations-lenient: a listed test may pass (XPASS)
 
+    #: How the backend is called (conformance/isolation.py): "auto", "always" or "never".
+    isolate: str = "never"
+    #: The backend the tests call: resolved.backend, or it served from a child process.
+    served: object = None
+
     @property
     def backend(self):
-        return self.resolved.backend
+        return self.resolved.backend if self.served is None else self.served
 
     @property
     def backend_name(self) -> str:

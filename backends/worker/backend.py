@@ -61,6 +61,9 @@ class OutOfProcessBackend:
     WorkerStartupError with the child's message.
     """
 
+    #: Already isolated: the conformance plugin calls it as it is (conformance/isolation.py).
+    runs_out_of_process = True
+
     def __init__(self, factory_spec: str, python: str | os.PathLike | None = None, *,
                  timeout: float | None = 120.0, startup_timeout: float | None = 300.0,
                  pythonpath=(), env: dict | None = None):

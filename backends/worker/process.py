@@ -275,6 +275,9 @@ class WorkerProcess:
                     f"worker for {self.factory_spec!r} (pid {pid}) died during {what} "
                     f"({status}{detail}); it restarts on the next call{self._tail()}"
                 ) from None
+            except BaseException:  # interrupted mid-request (a timeout signal, Ctrl-C): the
+                self.kill()  # child may still answer this request, so it must not serve another
+                raise
 
     def _write(self, proc, data: bytes, deadline: float | None) -> None:
         fd = proc.stdin.fileno()

@@ -6,14 +6,15 @@ the process (``os._exit(3)``), raise SystemExit, or hang: in Python (a sleep loo
 pytest-timeout's signal method interrupts) or in C with every signal blocked (``pause()``
 that nothing wakes: only a watchdog thread or a parent process can end it). The backend
 learns the case from ``supports(case)``, which the suite calls right before running a case
-(also through backends.worker, which forwards it with the case id). ``$BN_CRASH_CASE=*``
-fails every case.
+(also through backends.worker, which forwards it with the case id). ``$BN_CRASH_CASE`` is a
+shell-style pattern of case ids: ``*`` fails every case, ``*_2x3x5_*`` one shape class.
 
     BN_CRASH_CASE=<id> pytest conformance/ --backend tests.robustness.crashing_backends:segfault
 """
 from __future__ import annotations
 
 import ctypes
+import fnmatch
 import os
 import signal
 import time
@@ -66,7 +67,7 @@ class CrashingBackend(NumpyBackend):
         return super().supports(case)
 
     def targeted(self) -> bool:
-        return self.target == "*" or self.current == self.target
+        return bool(self.target) and fnmatch.fnmatchcase(self.current or "", self.target)
 
     def forward(self, *args, **kwargs):
         if self.targeted():

@@ -7,9 +7,11 @@ fails on one of them ($BN_CRASH_CASE). Three ways to run a fragile backend are c
 
 - pytest-xdist (``-n 1``): the crash takes down the worker, xdist replaces it, the plugin
   reports the test as "crashed:" (or "timed out:" when pytest-timeout's thread method
-  stopped a hang that no signal can interrupt);
-- one process (``-p no:xdist``): SystemExit and Python-level hangs (signal method) fail
-  their test;
+  stopped a hang that no signal can interrupt); the case's second test then runs with the
+  backend in a child process (``--isolate auto``) and fails with BackendCrashed;
+- one process (``-p no:xdist``): isolated by default, an exit or a hang fails its test with
+  BackendCrashed; in process (``--isolate never``) SystemExit and Python-level hangs
+  (signal method) fail their test;
 - backends.worker (``--backend backends.worker:from_env``): the backend runs in a child
   process; a crash or a timeout fails the call with WorkerCrashed / WorkerTimeout.
 """
@@ -86,16 +88,21 @@ def check_report(code: int, tail: str, doc: dict | None, reason: str,
 
 
 CRASHED = r"^crashed: worker 'gw\d+' crashed while running .*\(after [\d.]+ s: the process"
+#: After the first crashed worker, --isolate auto serves the backend from a child process.
+ISOLATED = (r"BackendCrashed: crashed: \w+\(\) of \w+ ended the backend's process "
+            r"\((signal SIG\w+|exit status \d+)")
+TIMED_OUT_ISOLATED = (rf"BackendCrashed: timed out: \w+\(\) of \w+ ran past {0.9 * HANG_S:g} s "
+                      r"\(90% of the per-case timeout\)")
 
 
 SLOW = pytest.mark.slow  # each run starts several interpreters: the variants run in -m slow
 
 
-@pytest.mark.parametrize("kind", ["segfault", pytest.param("abort", marks=SLOW),
-                                  pytest.param("exit_process", marks=SLOW)])
-def test_crash_under_xdist(tmp_path, kind):
-    code, tail, doc = run_suite(tmp_path, f"{MODULE}:{kind}", "-n", "1")
-    check_report(code, tail, doc, CRASHED)
+def test_crash_under_xdist(tmp_path):
+    """The first test of the target case crashes its worker; the second runs isolated.
+    (Abort and exit: tests/robustness/test_crash_isolation.py.)"""
+    code, tail, doc = run_suite(tmp_path, f"{MODULE}:segfault", "-n", "1")
+    check_report(code, tail, doc, f"{CRASHED}|{ISOLATED}")
 
 
 def test_uninterruptible_hang_under_xdist(tmp_path):
@@ -103,15 +110,19 @@ def test_uninterruptible_hang_under_xdist(tmp_path):
     code, tail, doc = run_suite(tmp_path, f"{MODULE}:hang_in_c", "-n", "1",
                                 "--timeout", str(HANG_S), "--timeout-method", "thread")
     check_report(code, tail, doc, rf"^timed out: ran [\d.]+ s, past the per-case timeout "
-                                  rf"of {HANG_S} s")
+                                  rf"of {HANG_S} s|{TIMED_OUT_ISOLATED}")
 
 
-@pytest.mark.parametrize("kind, reason", [
-    ("system_exit", r"SystemExit: 3"),
-    pytest.param("hang_in_python", r"Timeout \(>3\.0s\)", marks=SLOW)])
-def test_one_process(tmp_path, kind, reason):
+@pytest.mark.parametrize("kind, isolate, reason", [
+    ("system_exit", "never", r"SystemExit: 3"),
+    ("system_exit", "auto", ISOLATED),
+    pytest.param("hang_in_python", "never", r"Timeout \(>3\.0s\)", marks=SLOW),
+    ("hang_in_c", "auto", TIMED_OUT_ISOLATED)])
+def test_one_process(tmp_path, kind, isolate, reason):
+    """In process (--isolate never) SystemExit and a Python hang fail their test; isolated
+    (the default in one process) an exit and even a hang no signal can stop do."""
     code, tail, doc = run_suite(tmp_path, f"{MODULE}:{kind}", "-p", "no:xdist",
-                                "--timeout", str(HANG_S))
+                                "--timeout", str(HANG_S), "--isolate", isolate)
     check_report(code, tail, doc, reason)
 
 

@@ -1,0 +1,103 @@
+"""A backend that crashes on a whole shape class costs only those cases, with and without
+pytest-xdist (issue 18's acceptance).
+
+The suite runs in a subprocess, as a user runs it, on 41 float32 forward cases copied into a
+temporary --cases directory: 19 of shape 2x3x5, on which the backend from
+tests/robustness/crashing_backends.py segfaults, aborts or exits ($BN_CRASH_CASE is the
+pattern ``*_2x3x5_*``), and 22 of shapes 4x3 and 3x4, on which it is the numpy backend.
+More crashes than xdist's default restart budget for 2 workers (8), so the run only
+finishes because the plugin serves the backend from a child process after the first crash
+(``--isolate auto``, conformance/isolation.py).
+
+Segfaults are checked with ``-n 2`` and in one process, abort under ``-n 2`` and exit in
+one process. Every run must show: 22 passed and 19 failed in pytest's summary line; the same counts in
+summary.json; each failed case's reason naming the signal or the exit status; a repro
+command for each failed case in pytest's output.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = "tests.robustness.crashing_backends"
+CRASHING, N_CRASHING = "_2x3x5_", 19
+HEALTHY = ("_4x3_", "_3x4_")
+N_HEALTHY = 22
+STATUS = {"segfault": r"signal SIGSEGV \(-11\)", "abort": r"signal SIGABRT \(-6\)",
+          "exit_process": r"exit status 3"}
+
+
+def select_cases(target: Path) -> list[str]:
+    """Copy the 41 cases (see module doc) into target; return their ids."""
+    names = sorted(p.name for p in (ROOT / "cases").glob("fwd_*_fp32_*.yaml"))
+    crashing = [n for n in names if CRASHING in n][:N_CRASHING]
+    healthy = [n for n in names if any(s in n for s in HEALTHY)][:N_HEALTHY]
+    assert (len(crashing), len(healthy)) == (N_CRASHING, N_HEALTHY), "cases/ changed"
+    target.mkdir()
+    for name in crashing + healthy:
+        shutil.copy(ROOT / "cases" / name, target)
+    return [n.removesuffix(".yaml") for n in crashing + healthy]
+
+
+def run(tmp_path: Path, kind: str, *args: str) -> tuple[int, str, dict | None]:
+    """Run test_forward on the selected cases; return (exit code, output, summary.json)."""
+    cases, reports = tmp_path / "cases", tmp_path / "reports"
+    select_cases(cases)
+    cmd = [sys.executable, "-m", "pytest", "conformance/test_forward.py", "--backend",
+           f"{MODULE}:{kind}", "--cases", str(cases), "--report-dir", str(reports),
+           "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--timeout", "60", *args]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST_", "BN_BACKEND", "BN_WORKER"))}
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+               BN_CRASH_CASE=f"*{CRASHING}*")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+                          check=False)
+    found = sorted(reports.glob("*/summary.json"))
+    doc = json.loads(found[0].read_text()) if len(found) == 1 else None
+    return proc.returncode, proc.stdout + proc.stderr, doc
+
+
+def pytest_counts(output: str) -> dict[str, int]:
+    """Return {outcome: n} from pytest's final summary line (e.g. '19 failed, 22 passed')."""
+    line = [s for s in output.splitlines()
+            if re.search(r"\b\d+ (passed|failed)\b.* in [\d.]+s\b", s)]
+    assert line, f"no pytest summary line in the output:\n{output[-3000:]}"
+    return {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", line[-1])
+            if word not in ("warning", "warnings")}
+
+
+XDIST, ONE_PROCESS = ["-n", "2"], ["-p", "no:xdist"]
+
+
+# Segfaults both ways; abort and exit one way each: the signal reaches the message by the
+# same path whatever it is (the child's exit status, or the xdist worker's).
+@pytest.mark.parametrize("kind, args", [("segfault", XDIST), ("segfault", ONE_PROCESS),
+                                        ("abort", XDIST), ("exit_process", ONE_PROCESS)],
+                         ids=["segfault-xdist2", "segfault-one", "abort-xdist2", "exit-one"])
+def test_crashing_shape_class_costs_only_its_cases(tmp_path, kind, args):
+    code, output, doc = run(tmp_path, kind, *args)
+    tail = output[-3000:]
+    assert code == 1 and doc is not None, f"exit code {code}, report {doc is not None}\n{tail}"
+    counted = pytest_counts(output)
+    assert counted == {"failed": N_CRASHING, "passed": N_HEALTHY}, (
+        f"pytest counted {counted}, but should count {N_CRASHING} failed, {N_HEALTHY} passed"
+        f"\n{tail}")
+    report = {k: v for k, v in doc["counts"].items() if v}
+    assert report == {"fail": N_CRASHING, "pass": N_HEALTHY}, (
+        f"summary.json counts {report}, but should agree with pytest's {counted}")
+    for r in doc["results"]:
+        crashing = CRASHING in r["id"]
+        assert r["outcome"] == ("fail" if crashing else "pass"), (r["id"], r["outcome"])
+        if crashing:
+            assert re.search(rf"crashed.*\({STATUS[kind]}\)", r["reason"]), (
+                f"{r['id']}: reason={r['reason']!r}, but should name {STATUS[kind]}")
+            assert f"repro: python -m conformance.repro {r['id']} " in output, (
+                f"{r['id']}: no repro command in pytest's output")
