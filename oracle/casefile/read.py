@@ -3,8 +3,9 @@
 ``load_case`` checks, in this order and before it allocates anything large: the file size, the
 final digest line, the absence of YAML anchors/aliases (alias bombs), a safe parse (no
 ``!!python`` tags), every field's presence and type, the schema version, declared sizes against
-``MAX_ELEMENTS``, data lengths against shapes, the sidecar's size and digest. Every failure
-raises ``CaseFileError`` naming the file and the field.
+``MAX_ELEMENTS``, data lengths against shapes, the sidecar's size and digest, then what it can
+of the meaning (``meaning``: each ``rounded`` a correct rounding of its ``value``, ``cond``
+finite and >= 0). Every failure raises ``CaseFileError`` naming the file and the field.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from bnspec.flags import DTYPES, QUANTIZED_DTYPES, Flags, numpy_dtype
 from bnspec.formats import FORMATS, round_float64
 
 from ..results import Expected, QuantizedExpected, output_dtype
+from .meaning import check_expected
 from .model import (DIST_SIDECAR_BYTES, EXCEPTIONS, EXPECTED_SIDECAR_BYTES, EXTRA_DTYPES,
                     INPUT_NAMES, QUANTIZED_PARAMS, SCHEMA, TOKEN, Case, ErrorSpec,
                     expected_names, id_matches, quantized_output_dtype)
@@ -425,6 +427,7 @@ class _Reader:
                 self.fail(where, f"is {dtype}{list(shape)}, must be {want_dtype}{list(want_shape)}")
             out[name] = self.expected_array(spec[name], name, where, dtype, shape, count, sidecar,
                                             dist)
+        check_expected(self.fail, out)  # rounded vs value, cond (meaning.py)
         return out
 
     def expected_array(self, spec, name, where, dtype, shape, count, sidecar,

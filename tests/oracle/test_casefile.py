@@ -42,7 +42,8 @@ def _data(dtype: str, shape) -> np.ndarray:
 
 
 def _expected(name: str, dtype: str, shape, seed: int) -> Expected:
-    """Return an Expected with hand-made hi/lo (|lo| < ulp(hi)/2), rounded = hi, cond >= 0."""
+    """Return an Expected with hand-made hi/lo (|lo| < ulp(hi)/2), rounded = hi, cond >= 0
+    and finite (0 where the value is not finite, as the oracle writes it)."""
     n = int(np.prod(shape))
     i = np.arange(n, dtype=np.float64) + seed
     hi = ((i * 0.37 + 1.0) * np.where(i % 3 == 0, -1.0, 1.0)).astype(numpy_dtype(dtype))
@@ -54,7 +55,7 @@ def _expected(name: str, dtype: str, shape, seed: int) -> Expected:
         hi[2], lo[2] = math.inf, 0.0
     cond = np.abs(hi) * 1.5 + i
     cond[0] = 0.0
-    cond = np.where(np.isfinite(cond), cond, math.inf)
+    cond = np.where(np.isfinite(cond), cond, 0.0)
     return Expected(name, dtype, hi.reshape(shape), lo.reshape(shape), hi.copy().reshape(shape),
                     cond.reshape(shape))
 
