@@ -45,10 +45,12 @@ import numpy as np
 from bnspec.formats import FORMATS, round_dd, round_float64, round_fraction
 
 from . import condition
+from .assemble import expected_from_scalars
 from .dd import accurate_sum, split3, two_sum
 from .exact import exact_sum
 from .fastpath import _times_triple as times_triple
 from .fastpath import centered_terms
+from .mp import MP, decided, exact_sqrt, mpf, to_fraction
 
 F16 = FORMATS["float16"]
 U16, U32 = F16.unit_roundoff, FORMATS["float32"].unit_roundoff
@@ -95,11 +97,9 @@ def slack(rounded, argument, magnitude, inherited) -> np.ndarray:
 def round_exact(hi, lo, err, exact) -> np.ndarray:
     """Return hi + lo (within err of the exact value) rounded to float16; undecided finite
     elements are rounded from exact(index), a Fraction or an mpf decided to float16."""
-    from .reference import _to_fraction
-
     rounded, undecided = round_dd(hi, lo, err, F16)
     for index in zip(*np.nonzero(undecided & np.isfinite(hi))):
-        rounded[index] = round_fraction(_to_fraction(exact(index)), F16)
+        rounded[index] = round_fraction(to_fraction(exact(index)), F16)
     return rounded
 
 
@@ -111,8 +111,6 @@ class Channel:
     """ve, r and their slack for one channel; r is a Fraction where rational, else mpf."""
 
     def __init__(self, sc: ChannelScalars):
-        from .reference import _MP, _exact_sqrt, _mpf
-
         self.sc = sc
         if isinstance(sc.var, float) or isinstance(sc.mu, float):  # IEEE steps only
             with np.errstate(all="ignore"):
@@ -127,8 +125,8 @@ class Channel:
         elif self.ve <= 0:  # var + DType(eps) below half the smallest float16: 1/sqrt(0)
             self.r, self.r64 = None, np.inf
         else:
-            root = _exact_sqrt(Fraction(self.ve))
-            self.r = 1 / root if root is not None else 1 / _MP.sqrt(_mpf(Fraction(self.ve)))
+            root = exact_sqrt(Fraction(self.ve))
+            self.r = 1 / root if root is not None else 1 / MP.sqrt(mpf(Fraction(self.ve)))
             self.r64 = float(self.r)
         self.finite = self.r is not None and 0 < self.r64 < np.inf
         ve_alt = self.ve
@@ -141,34 +139,28 @@ class Channel:
 
     def r_at(self, prec):
         """Return r at prec bits (the Fraction itself where r is rational)."""
-        from .reference import _MP, _mpf
-
         if isinstance(self.r, Fraction):
             return self.r
-        with _MP.workprec(prec):
-            return 1 / _MP.sqrt(_mpf(Fraction(self.ve)))
+        with MP.workprec(prec):
+            return 1 / MP.sqrt(mpf(Fraction(self.ve)))
 
     def h_times_r(self, a, exact_a) -> np.ndarray:
         """Return h(a r) for float64 values a (exact_a(index): a's exact value there)."""
-        from .reference import _decided, _mpf
-
         zero = np.zeros_like(a)
         hi, lo, err = times_triple(a, zero, zero, _triple(self.r))
 
         def exact(index):
             if isinstance(self.r, Fraction):
                 return exact_a(index) * self.r
-            return _decided(lambda prec: _mpf(exact_a(index)) * self.r_at(prec), F16)
+            return decided(lambda prec: mpf(exact_a(index)) * self.r_at(prec), F16)
 
         return round_exact(hi, lo, err, exact)
 
     def times_r(self, q: Fraction, fmt):
         """Return q r exactly (Fraction) or decided to fmt (mpf)."""
-        from .reference import _decided, _mpf
-
         if isinstance(self.r, Fraction):
             return q * self.r
-        return _decided(lambda prec: _mpf(q) * self.r_at(prec), fmt)
+        return decided(lambda prec: mpf(q) * self.r_at(prec), fmt)
 
 
 def forward(ch: Channel, x, g, beta, fix_gamma: bool, batch: bool) -> dict:
@@ -290,7 +282,6 @@ def outputs(ev) -> dict:
     evaluation ``ev`` (an oracle.reference._Evaluation: its exact statistics, flags and
     other variants), in the shapes of the call."""
     from .results import Expected
-    from .reference import _expected_from_scalars
 
     flags, C = ev.flags, ev.C
     channels = [Channel(_scalars(ev, c)) for c in range(C)]
@@ -314,8 +305,8 @@ def outputs(ev) -> dict:
                            for ch in channels]
             if "invstd_as_var" in ev.variants:
                 invstds = [ch.sc.var for ch in channels]
-            out["mean"] = _expected_from_scalars("mean", "float32", means, mean_cond)
-            out["invstd"] = _expected_from_scalars("invstd", "float32", invstds, invstd_cond)
+            out["mean"] = expected_from_scalars("mean", "float32", means, mean_cond)
+            out["invstd"] = expected_from_scalars("invstd", "float32", invstds, invstd_cond)
     else:
         dgammas, dgamma_cond, dbetas, dbeta_cond = [], [], [], []
         for c, ch in enumerate(channels):
@@ -332,8 +323,8 @@ def outputs(ev) -> dict:
             dbeta_cond.append(sum_dy)
         out["dx"] = ev._reshape(Expected("dx", "float16", data, np.zeros_like(data),
                                          data.copy(), cond))
-        out["dgamma"] = _expected_from_scalars("dgamma", "float32", dgammas, dgamma_cond)
-        out["dbeta"] = _expected_from_scalars("dbeta", "float32", dbetas, dbeta_cond)
+        out["dgamma"] = expected_from_scalars("dgamma", "float32", dgammas, dgamma_cond)
+        out["dbeta"] = expected_from_scalars("dbeta", "float32", dbetas, dbeta_cond)
     if ev.stats_update_due(ev.DY is None):
         out["running_mean"], out["running_var"] = _updated_running_stats(ev, channels)
     else:
@@ -344,8 +335,6 @@ def outputs(ev) -> dict:
 def _updated_running_stats(ev, channels):
     """Return the running statistics after a step: the semantics' update with the variance
     recovered from r as 1/r^2 - eps = ve - eps (ve = h(var + DType(eps)))."""
-    from .reference import _expected_from_scalars
-
     if {"running_var_unbiased", "running_var_from_batch_var"} & ev.variants:
         return ev._updated_running_stats()  # the running variance does not come from r
     m = ev.mom
@@ -370,5 +359,5 @@ def _updated_running_stats(ev, channels):
     with np.errstate(all="ignore"):
         rv_cond = condition.cond_running_var(ev.RV, mf, ve, ev.eps) + np.array(var_slack)
     rv_cond = np.where(np.isfinite(rv_cond), rv_cond, 0.0)
-    return (_expected_from_scalars("running_mean", "float32", means, rm_cond),
-            _expected_from_scalars("running_var", "float32", variances, rv_cond))
+    return (expected_from_scalars("running_mean", "float32", means, rm_cond),
+            expected_from_scalars("running_var", "float32", variances, rv_cond))

@@ -28,78 +28,21 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from math import isqrt
 
-import mpmath
 import numpy as np
 
 from bnspec.flags import DTYPES, Flags
-from bnspec.formats import FORMATS, round_dd, round_fraction
+from bnspec.formats import FORMATS, round_fraction
 from bnspec.validate import check_arguments
 
 from . import condition, fastpath
-from .dd import split3
+from .assemble import (channel_view, expected_from_scalars, finish, from_channel_view,
+                       triple_columns, unsafe, unsafe_scalars)
 from .exact import exact_dot, exact_sum
+from .mp import (MAX_PRECISION_BITS, MP, PRECISION_BITS, decided, exact_sqrt, mpf, quotient,
+                 same_kind, to_float)
 from .results import Expected
 from .variants import check_variants
-
-PRECISION_BITS = 256
-_MP = mpmath.mp.clone() if hasattr(mpmath.mp, "clone") else mpmath.mp
-_DIGITS_BOUND = 2.0**-100  # err/|value| that proves 30 significant digits
-_TINY = 2.0**-400  # inputs or scales this small could make a two_prod underflow: slow path
-
-
-def _mpf(value) -> "mpmath.mpf":
-    if isinstance(value, Fraction):
-        return _MP.mpf(value.numerator) / value.denominator
-    return _MP.mpf(value)
-
-
-def _to_fraction(value) -> Fraction:
-    """Exact rational value of a finite mpf, Fraction or float."""
-    if isinstance(value, Fraction):
-        return value
-    if isinstance(value, float):
-        return Fraction(value)
-    sign, man, exp, _ = value._mpf_
-    if not man:
-        return Fraction(0)
-    return (-1) ** sign * Fraction(int(man)) * Fraction(2) ** int(exp)
-
-
-def _float(value) -> float:
-    """Nearest float64 of a Fraction or mpf; +-inf beyond the float64 range."""
-    try:
-        return float(value)
-    except OverflowError:
-        return np.inf if value > 0 else -np.inf
-
-
-def _exact_sqrt(q: Fraction) -> Fraction | None:
-    """sqrt(q) when q >= 0 is the square of a rational, else None."""
-    n, d = q.numerator, q.denominator
-    rn, rd = isqrt(n), isqrt(d)
-    return Fraction(rn, rd) if rn * rn == n and rd * rd == d else None
-
-
-def _quotient(p: Fraction, q):
-    """p / q for a Fraction p and a Fraction or mpf q."""
-    return p / q if isinstance(q, Fraction) else _mpf(p) / q
-
-
-def _same_kind(like, value):
-    """value as a Fraction when `like` is one, else as an mpf (to mix the two exactly)."""
-    return Fraction(value) if isinstance(like, Fraction) else _mpf(Fraction(value))
-
-
-def _dd(value) -> tuple[float, float]:
-    """(hi, lo): hi = nearest double of value, lo = nearest double of the rest. Values
-    beyond the float64 range give (+-inf, 0)."""
-    hi = _float(value)
-    if not np.isfinite(hi):
-        return hi, 0.0
-    rest = value - (Fraction(hi) if isinstance(value, Fraction) else _MP.mpf(hi))
-    return hi, float(rest)
 
 
 class _Scalars:
@@ -109,113 +52,13 @@ class _Scalars:
         self.exact = np.zeros(channels, dtype=bool)
         self.mu = [Fraction(0)] * channels
         self.ve = [Fraction(1)] * channels
-        self.r = [_MP.mpf(1)] * channels
-        self.s = [_MP.mpf(1)] * channels
+        self.r = [MP.mpf(1)] * channels
+        self.s = [MP.mpf(1)] * channels
         #: r and s as exact rationals where var + DType(eps) is the square of a rational.
         self.r_exact: list[Fraction | None] = [None] * channels
         self.var = [Fraction(0)] * channels  # the variance r is computed from
         self.var_biased = [Fraction(0)] * channels  # batch statistics only
         self.s_exact: list[Fraction | None] = [None] * channels
-
-
-def _channel_view(a: np.ndarray, axis: int) -> np.ndarray:
-    return np.ascontiguousarray(np.moveaxis(np.asarray(a).astype(np.float64), axis, 0)).reshape(
-        a.shape[axis], -1)
-
-
-def _from_channel_view(a: np.ndarray, shape, axis: int) -> np.ndarray:
-    moved = (shape[axis],) + tuple(n for i, n in enumerate(shape) if i != axis)
-    return np.moveaxis(a.reshape(moved), 0, axis)
-
-
-def _triple_columns(values: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    parts = np.array([split3(v) for v in values], dtype=np.float64).reshape(len(values), 3)
-    return tuple(parts[:, i:i + 1] for i in range(3))
-
-
-def _expected_from_scalars(name, dtype, values, conds) -> Expected:
-    """Build an Expected from per-channel exact (Fraction/mpf) or IEEE float values."""
-    fmt = FORMATS[dtype]
-    hi = np.empty(len(values))
-    lo = np.zeros(len(values))
-    rounded = np.empty(len(values))
-    for i, v in enumerate(values):
-        if isinstance(v, float) and not np.isfinite(v):
-            hi[i] = rounded[i] = v
-            continue
-        if isinstance(v, float):  # IEEE float64 evaluation of a non-finite channel
-            hi[i] = v
-            rounded[i] = round_fraction(Fraction(v), fmt)
-            continue
-        hi[i], lo[i] = _dd(v)
-        rounded[i] = round_fraction(_to_fraction(v), fmt)
-    return Expected(name, dtype, hi, lo, rounded, np.asarray(conds, dtype=np.float64))
-
-
-def _finish(name, dtype, hi, lo, err, exact_mask, slow, ieee, cond, risky) -> Expected:
-    """Round the fast-path values, send undecided and `risky` elements (whose products
-    could underflow) to `slow(index) -> mpf`, and take IEEE values where exact_mask is
-    False."""
-    fmt = FORMATS[dtype]
-    rounded, undecided = round_dd(hi, lo, err, fmt)
-    undecided |= risky
-    undecided |= err > _DIGITS_BOUND * np.abs(hi)
-    undecided &= exact_mask
-    hi, lo = hi.copy(), lo.copy()
-    for index in zip(*np.nonzero(undecided)):
-        value = _decided(lambda prec: slow(index, prec), fmt)
-        hi[index], lo[index] = _dd(value)
-        rounded[index] = round_fraction(_to_fraction(value), fmt)
-    ieee = np.broadcast_to(ieee, hi.shape)
-    special = ~exact_mask
-    hi[special] = ieee[special]
-    lo[special] = 0.0
-    rounded[special] = _round_ieee(ieee[special], fmt)
-    cond = np.where(special & ~np.isfinite(ieee), 0.0, cond)
-    cond = np.where(np.isfinite(cond), cond, 0.0)
-    return Expected(name, dtype, hi, lo, rounded, np.asarray(cond, dtype=np.float64))
-
-
-_MAX_PRECISION_BITS = 1 << 14
-
-
-def _decided(compute, fmt):
-    """compute(prec) at 256 bits, then at 4x the precision while its rounding to fmt is not
-    decided (Ziv's strategy): the result of compute(prec) is trusted to 2**-(prec/2 - 8)
-    relative (the slow paths keep at least prec/2 good bits through cancellation). Exact
-    results (Fractions) are decided at once."""
-    prec = PRECISION_BITS
-    while True:
-        with _MP.workprec(prec):
-            value = compute(prec)
-        if isinstance(value, Fraction) or prec >= _MAX_PRECISION_BITS:
-            return value
-        exact = _to_fraction(value)
-        delta = abs(exact) / (Fraction(2) ** (prec // 2 - 8))
-        if round_fraction(exact - delta, fmt) == round_fraction(exact + delta, fmt):
-            return value
-        prec *= 4
-
-
-def _unsafe_scalars(values) -> np.ndarray:
-    """[C, 1] mask of per-channel exact scalars (Fraction or mpf) too small or too large for
-    the float64 triples of the fast path (judged on the exact value: its float64 rounding
-    may already have flushed to zero)."""
-    return np.array([v != 0 and not (_TINY <= abs(v) <= 1 / _TINY) for v in values],
-                    dtype=bool)[:, None]
-
-
-def _unsafe(a) -> np.ndarray:
-    """Magnitudes where a two_prod could underflow or overflow (nonzero below _TINY, above
-    1/_TINY, or not finite): such elements take the slow path."""
-    a = np.abs(np.asarray(a, dtype=np.float64))
-    return ((a != 0) & (a < _TINY)) | ~(a < 1 / _TINY)
-
-
-def _round_ieee(values: np.ndarray, fmt) -> np.ndarray:
-    from bnspec.formats import round_float64
-
-    return round_float64(values, fmt)
 
 
 def evaluate_reference(x, gamma, beta, running_mean, running_var, dy, *, flags: Flags, eps,
@@ -225,7 +68,7 @@ def evaluate_reference(x, gamma, beta, running_mean, running_var, dy, *, flags: 
     dtype, ax = check_arguments(x, gamma, beta, running_mean, running_var, axis=axis, eps=eps,
                                 momentum=momentum, dy=dy)
     names = check_variants(variants)
-    with _MP.workprec(PRECISION_BITS), np.errstate(all="ignore"):
+    with MP.workprec(PRECISION_BITS), np.errstate(all="ignore"):
         return _Evaluation(x, gamma, beta, running_mean, running_var, dy, flags, float(eps),
                            float(momentum), dtype, ax, names).outputs()
 
@@ -245,8 +88,8 @@ class _Evaluation:
         self.flags = flags
         self.dtype = dtype
         self.param = DTYPES[dtype].param
-        self.X = _channel_view(np.asarray(x), axis)
-        self.DY = None if dy is None else _channel_view(np.asarray(dy), axis)
+        self.X = channel_view(np.asarray(x), axis)
+        self.DY = None if dy is None else channel_view(np.asarray(dy), axis)
         self.C, self.M = self.X.shape
         as64 = lambda a: np.asarray(a).astype(np.float64)  # noqa: E731
         self.G, self.B = as64(gamma), as64(beta)
@@ -304,7 +147,7 @@ class _Evaluation:
             st.mu[c], st.ve[c], st.r[c], st.r_exact[c] = mu, ve, r, r_exact
             if self.params_ok[c]:
                 g = Fraction(self.G_eff[c])
-                st.s[c] = r * _mpf(g)
+                st.s[c] = r * mpf(g)
                 if st.r_exact[c] is not None:
                     st.s_exact[c] = st.r_exact[c] * g
         self.st = st
@@ -333,39 +176,39 @@ class _Evaluation:
         """(r as mpf at prec bits, r as a Fraction when rational else None, 1/r^2 as a
         Fraction when rational else mpf). r = 1/sqrt(var + DType(eps)), or 1/(sqrt(var) +
         DType(eps)) under eps_outside_sqrt; r = 0 when the denominator is 0."""
-        with _MP.workprec(prec):
+        with MP.workprec(prec):
             if "eps_outside_sqrt" in self.variants:
-                root = _exact_sqrt(var)
+                root = exact_sqrt(var)
                 if root is not None:
                     den = root + self.eps_d
                     r_exact = Fraction(0) if den == 0 else 1 / den
-                    return _mpf(r_exact), r_exact, (den * den if den else Fraction(0))
-                den = _MP.sqrt(_mpf(var)) + _mpf(self.eps_d)
+                    return mpf(r_exact), r_exact, (den * den if den else Fraction(0))
+                den = MP.sqrt(mpf(var)) + mpf(self.eps_d)
                 return 1 / den, None, den * den
             ve = var + self.eps_d
             if ve == 0:  # batch statistics with var == 0 and eps == 0 (see _statistics)
-                return _MP.mpf(0), Fraction(0), ve
-            root = _exact_sqrt(ve)
+                return MP.mpf(0), Fraction(0), ve
+            root = exact_sqrt(ve)
             if root is not None:
-                return _mpf(1 / root), 1 / root, ve
-            return 1 / _MP.sqrt(_mpf(ve)), None, ve
+                return mpf(1 / root), 1 / root, ve
+            return 1 / MP.sqrt(mpf(ve)), None, ve
 
     def _magnitude(self, a):
         """|a| with non-finite entries as 0 and every entry at least the underflow floor."""
         return np.maximum(np.abs(np.where(np.isfinite(a), a, 0)), self.floor)
 
     def _dotp_times_r(self, c: int, dotp: Fraction):
-        """dgamma = dotp r: exact when r is rational, else decided by _decided."""
+        """dgamma = dotp r: exact when r is rational, else decided by decided."""
         if self.st.r_exact[c] is not None:
             return dotp * self.st.r_exact[c]
-        return _decided(lambda prec: _mpf(dotp) * self._invstd(self.st.var[c], prec)[0],
+        return decided(lambda prec: mpf(dotp) * self._invstd(self.st.var[c], prec)[0],
                         FORMATS[self.param])
 
     def _s_at(self, c: int, prec: int):
         """s = g r of channel c: a Fraction when rational, else an mpf at prec bits."""
         if self.st.s_exact[c] is not None:
             return self.st.s_exact[c]
-        return _mpf(Fraction(self.G_eff[c])) * self._invstd(self.st.var[c], prec)[0]
+        return mpf(Fraction(self.G_eff[c])) * self._invstd(self.st.var[c], prec)[0]
 
     def _y_slow(self, c: int, x: float, prec: int):
         """y = (x - mu) s + beta, exact when s is rational; otherwise in mpmath from prec
@@ -377,11 +220,11 @@ class _Evaluation:
             return d * (st.s_exact[c] or 0) + beta
         work = prec
         while True:
-            with _MP.workprec(work):
-                ds = _mpf(d) * self._s_at(c, work)
-                value = ds + _mpf(beta)
-                size = abs(ds) + abs(_mpf(beta))
-                if abs(value) > _MP.ldexp(size, prec // 2 - work) or work >= _MAX_PRECISION_BITS:
+            with MP.workprec(work):
+                ds = mpf(d) * self._s_at(c, work)
+                value = ds + mpf(beta)
+                size = abs(ds) + abs(mpf(beta))
+                if abs(value) > MP.ldexp(size, prec // 2 - work) or work >= MAX_PRECISION_BITS:
                     return +value
             work *= 2
 
@@ -426,7 +269,7 @@ class _Evaluation:
         return out
 
     def _reshape(self, e: Expected) -> Expected:
-        f = lambda a: _from_channel_view(a, self.shape, self.axis)  # noqa: E731
+        f = lambda a: from_channel_view(a, self.shape, self.axis)  # noqa: E731
         return Expected(e.name, e.dtype, f(e.hi), f(e.lo), f(e.rounded), f(e.cond))
 
     def _element_mask(self, *arrays):
@@ -437,9 +280,9 @@ class _Evaluation:
 
     def _y(self) -> Expected:
         st, X = self.st, self.X
-        mu = _triple_columns(st.mu)
+        mu = triple_columns(st.mu)
         hi, lo, err = fastpath.blockwise(fastpath.y_value, [X],
-                                         [mu, _triple_columns(st.s), self.B[:, None]])
+                                         [mu, triple_columns(st.s), self.B[:, None]])
         exact_mask = self._element_mask(X)
 
         def slow(index, prec):
@@ -447,11 +290,11 @@ class _Evaluation:
 
         with np.errstate(all="ignore"):
             ieee = (X - self.mu64[:, None]) * self.r64[:, None] * self.G_eff[:, None] + self.B[:, None]
-        s64 = np.array([_float(s) for s in st.s])[:, None]
+        s64 = np.array([to_float(s) for s in st.s])[:, None]
         cond = condition.cond_y(X, mu[0], s64, self.B[:, None], self.mean_abs_x[:, None],
                                 self.flags.batch_stats)
-        e = _finish("y", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond,
-                    _unsafe(X) | _unsafe_scalars(st.s) | _unsafe_scalars(st.mu))
+        e = finish("y", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond,
+                    unsafe(X) | unsafe_scalars(st.s) | unsafe_scalars(st.mu))
         return self._reshape(e)
 
     def _mean_invstd(self) -> tuple[Expected, Expected]:
@@ -463,7 +306,7 @@ class _Evaluation:
                 if "invstd_as_var" in self.variants:
                     invstds.append(st.var[c])
                 else:
-                    invstds.append(st.r_exact[c] if st.r_exact[c] is not None else _decided(
+                    invstds.append(st.r_exact[c] if st.r_exact[c] is not None else decided(
                         lambda prec, c=c: self._invstd(st.var[c], prec)[0],
                         FORMATS[self.param]))
             else:
@@ -473,9 +316,9 @@ class _Evaluation:
             mean_cond = self.mean_abs_x
         else:
             mean_cond = np.zeros(self.C)  # the running mean itself: exact
-        invstd_cond = np.abs(np.array([_float(r) for r in st.r]))
-        return (_expected_from_scalars("mean", self.param, means, mean_cond),
-                _expected_from_scalars("invstd", self.param, invstds, invstd_cond))
+        invstd_cond = np.abs(np.array([to_float(r) for r in st.r]))
+        return (expected_from_scalars("mean", self.param, means, mean_cond),
+                expected_from_scalars("invstd", self.param, invstds, invstd_cond))
 
     def _unchanged_running_stats(self) -> tuple[Expected, Expected]:
         zeros = np.zeros(self.C)
@@ -506,19 +349,19 @@ class _Evaluation:
                 else:
                     variances.append(math.nan)
             elif st.exact[c] and np.isfinite(self.RV[c]) and st.ve[c] != 0:
-                recovered = st.ve[c] - _same_kind(st.ve[c], self.eps)  # 1/r^2 - eps, exactly
-                variances.append(_same_kind(recovered, self.RV[c]) * _same_kind(recovered, m)
-                                 + recovered * _same_kind(recovered, 1 - m))
+                recovered = st.ve[c] - same_kind(st.ve[c], self.eps)  # 1/r^2 - eps, exactly
+                variances.append(same_kind(recovered, self.RV[c]) * same_kind(recovered, m)
+                                 + recovered * same_kind(recovered, 1 - m))
             else:
                 with np.errstate(all="ignore"):
                     recovered64 = 1 / self.r64[c] ** 2 - self.eps
                     variances.append(float(self.RV[c] * float(m) + recovered64 * float(1 - m)))
         mf = float(m)
-        ve = np.array([_float(v) for v in st.ve])
+        ve = np.array([to_float(v) for v in st.ve])
         return (
-            _expected_from_scalars("running_mean", self.param, means,
+            expected_from_scalars("running_mean", self.param, means,
                                    condition.cond_running_mean(self.RM, mf, self.mean_abs_x)),
-            _expected_from_scalars("running_var", self.param, variances,
+            expected_from_scalars("running_var", self.param, variances,
                                    condition.cond_running_var(self.RV, mf, ve, self.eps)),
         )
 
@@ -535,8 +378,8 @@ class _Evaluation:
                 dotp.append(exact_dot(X[c], DY[c]) - st.mu[c] * sdy[c])
             else:
                 dotp.append(None)
-        w_terms = _triple_columns(st.s)  # w = r g = s
-        mu = _triple_columns(st.mu)
+        w_terms = triple_columns(st.s)  # w = r g = s
+        mu = triple_columns(st.mu)
         abs_d = np.abs(X - mu[0])
         abs_dy = self._magnitude(DY)
         with np.errstate(all="ignore"):
@@ -547,11 +390,11 @@ class _Evaluation:
         if flags.batch_stats:
             a_vals = [s / M if s is not None else Fraction(0) for s in sdy]
             # k = dotp r^2 / M = dotp / (M ve), ve = 1/r^2 (0 where r = 0)
-            k_vals = [_quotient(p, M * st.ve[c]) if p is not None and st.ve[c] != 0
+            k_vals = [quotient(p, M * st.ve[c]) if p is not None and st.ve[c] != 0
                       else Fraction(0) for c, p in enumerate(dotp)]
             hi, lo, err = fastpath.blockwise(
                 fastpath.dx_batch_value, [X, DY],
-                [mu, _triple_columns(a_vals), _triple_columns(k_vals), w_terms])
+                [mu, triple_columns(a_vals), triple_columns(k_vals), w_terms])
             exact_mask = self._element_mask(X, DY) & dy_ok[:, None] & np.array(
                 [p is not None for p in dotp])[:, None]
             with np.errstate(all="ignore"):
@@ -564,14 +407,14 @@ class _Evaluation:
                 if isinstance(k_vals[c], Fraction):  # the inner sum is exact
                     t = Fraction(DY[c, j]) - a_vals[c] - d * k_vals[c]
                 else:  # a variant with an irrational k: at the working precision
-                    t = _mpf(Fraction(DY[c, j]) - a_vals[c]) - _mpf(d) * k_vals[c]
+                    t = mpf(Fraction(DY[c, j]) - a_vals[c]) - mpf(d) * k_vals[c]
                 s_c = self._s_at(c, prec)
                 if isinstance(t, Fraction) and isinstance(s_c, Fraction):
                     return t * s_c
-                return _mpf(t) * _mpf(s_c)
+                return mpf(t) * mpf(s_c)
 
-            k_abs = np.abs(np.array([_float(k) for k in k_vals]))[:, None]
-            r_abs = np.abs(np.array([_float(r) for r in st.r]))[:, None]
+            k_abs = np.abs(np.array([to_float(k) for k in k_vals]))[:, None]
+            r_abs = np.abs(np.array([to_float(r) for r in st.r]))[:, None]
             cond = condition.cond_dx(DY, abs_d, w_terms[0], k_abs, r_abs,
                                      abs_dy.mean(axis=1)[:, None], self.mean_abs_x[:, None],
                                      self._magnitude(abs_d * abs_dy).mean(axis=1)[:, None], True)
@@ -585,13 +428,13 @@ class _Evaluation:
                 c, j = index
                 s_c = self._s_at(c, prec)
                 dy = Fraction(DY[c, j])
-                return dy * s_c if isinstance(s_c, Fraction) else _mpf(dy) * s_c
+                return dy * s_c if isinstance(s_c, Fraction) else mpf(dy) * s_c
 
             cond = condition.cond_dx(DY, abs_d, w_terms[0], 0, 0, 0, 0, 0, False)
-        risky = _unsafe(X) | _unsafe(DY) | _unsafe_scalars(st.s) | _unsafe_scalars(st.mu)
+        risky = unsafe(X) | unsafe(DY) | unsafe_scalars(st.s) | unsafe_scalars(st.mu)
         if flags.batch_stats:
-            risky = risky | _unsafe_scalars(k_vals) | _unsafe_scalars(a_vals)
-        dx = self._reshape(_finish("dx", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond,
+            risky = risky | unsafe_scalars(k_vals) | unsafe_scalars(a_vals)
+        dx = self._reshape(finish("dx", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond,
                                    risky))
 
         dgammas, dbetas = [], []
@@ -604,7 +447,7 @@ class _Evaluation:
                 with np.errstate(all="ignore"):
                     dgammas.append(float(dotp64[c] * self.r64[c]))
             dbetas.append(sdy[c] if sdy[c] is not None else float(sdy64[c]))
-        r_abs = np.abs(np.array([_float(r) for r in st.r]))
+        r_abs = np.abs(np.array([to_float(r) for r in st.r]))
         sum_abs_dy = abs_dy.sum(axis=1)
         if flags.fix_gamma:
             dgamma_cond = np.zeros(self.C)
@@ -613,6 +456,6 @@ class _Evaluation:
                                                 self.mean_abs_x, sum_abs_dy, flags.batch_stats)
         return {
             "dx": dx,
-            "dgamma": _expected_from_scalars("dgamma", self.param, dgammas, dgamma_cond),
-            "dbeta": _expected_from_scalars("dbeta", self.param, dbetas, sum_abs_dy),
+            "dgamma": expected_from_scalars("dgamma", self.param, dgammas, dgamma_cond),
+            "dbeta": expected_from_scalars("dbeta", self.param, dbetas, sum_abs_dy),
         }
