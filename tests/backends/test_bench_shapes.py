@@ -1,0 +1,29 @@
+"""`python -m backends.bench --shapes SET` benchmarks every layer of a shape set."""
+import pytest
+
+from backends.bench import main, shape_set_shapes
+
+
+def test_a_set_gives_one_row_shape_per_layer_layout_and_dtype():
+    shapes = shape_set_shapes("resnet50", ["float32"])
+    assert len(shapes) == 12 * 2
+    first = [s for s in shapes if s.axis == 1]
+    last = [s for s in shapes if s.axis == len(s.shape) - 1]
+    assert len(first) == len(last) == 12
+    assert first[0].shape == (32, 64, 112, 112) and last[0].shape == (32, 112, 112, 64)
+    assert {s.dtype for s in shapes} == {"float32"}
+
+
+def test_dtypes_need_a_set_and_must_be_in_it(capsys):
+    with pytest.raises(SystemExit):
+        main(["--dtypes", "float32"])
+    assert "--dtypes needs --shapes" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--shapes", "bert_base", "--dtypes", "bfloat16"])
+    assert "bfloat16" in capsys.readouterr().err
+
+
+def test_an_unknown_set_is_a_usage_error_naming_it(capsys):
+    with pytest.raises(SystemExit):
+        main(["--shapes", "resnet51"])
+    assert "resnet51" in capsys.readouterr().err
