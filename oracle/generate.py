@@ -1,7 +1,7 @@
 """Generate the golden case files: ``python -m oracle.generate [options]``.
 
 Default: every case of ``oracle.plan.default_plan()`` and of the quantized path
-(``oracle.plan.quantized_plan()``) into ``cases/``, plus ``cases/INDEX.md``;
+(``oracle.plan_quantized.quantized_plan()``) into ``cases/``, plus ``cases/INDEX.md``;
 case files no longer planned (``<op>_*.yaml`` / ``.bin`` in that folder) are removed.
 
     python -m oracle.generate                     # write cases/ (and INDEX.md)
@@ -29,10 +29,12 @@ import oracle
 from bnspec import validate
 from bnspec.flags import DTYPES
 
+from .case_spec import CaseSpec
 from .casefile import DEFAULT_COMMAND, Case, id_matches, render_case
 from .index import render_index
 from .inputs import make_inputs, round_to
-from .plan import CaseSpec, default_plan, quantized_plan, user_plan
+from .plan import default_plan, user_plan
+from .plan_quantized import quantized_plan
 from .quantized_inputs import make_quantized_inputs
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "cases"
