@@ -5,7 +5,10 @@
 
 Each call builds a one-node ONNX model in memory with ``onnx.helper`` (opset 15, the
 operator's latest version: 16-bit X with float32 scale/bias/mean/var is allowed there) and
-runs it with an ``onnxruntime.InferenceSession`` on the ``CPUExecutionProvider``. Sessions are
+runs it with an ``onnxruntime.InferenceSession`` on the ``CPUExecutionProvider``. The model
+declares the lowest IR version its opset needs (``onnx.helper.find_min_ir_version_for``:
+opset 15 -> IR 8), not the installed onnx's default (IR 14 for onnx 1.23), which older
+ONNX Runtime releases refuse ("Unsupported model IR version"; 1.27 reads up to 13). Sessions are
 cached by what the model depends on (dtypes, shape, eps, momentum, mode); the arrays are
 fresh for every call.
 
@@ -138,10 +141,21 @@ class OnnxRuntimeBackend:
             names += ["running_mean", "running_var"]
         node = helper.make_node("BatchNormalization", [i.name for i in inputs], names,
                                 epsilon=eps, momentum=momentum, training_mode=int(train))
-        graph = helper.make_graph([node], "batch_norm", inputs, outputs)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+        model = one_node_model(node, inputs, outputs)
         return self._ort.InferenceSession(model.SerializeToString(),
                                           providers=["CPUExecutionProvider"])
+
+
+def one_node_model(node, inputs, outputs):
+    """Return the ModelProto of a graph of this one node at opset OPSET, declaring the lowest
+    IR version that opset needs (module doc), so that any ONNX Runtime able to run the
+    opset reads the model whatever onnx built it."""
+    from onnx import helper
+
+    opsets = [helper.make_opsetid("", OPSET)]
+    graph = helper.make_graph([node], "batch_norm", inputs, outputs)
+    return helper.make_model(graph, opset_imports=opsets,
+                             ir_version=helper.find_min_ir_version_for(opsets))
 
 
 def _type_key(a: np.ndarray) -> tuple[str, tuple[int, ...]]:

@@ -237,6 +237,28 @@ def test_ort_eps_is_a_float32_attribute(ort_backend):
     np.testing.assert_allclose(out["y"], as_f32, rtol=1e-13, atol=1e-13)
 
 
+def test_ort_model_declares_the_lowest_ir_version_of_its_opset():
+    """Opset 15 came with onnx 1.10, whose IR version is 8 (ONNX's versioning table,
+    docs/Versioning.md); onnx 1.23 writes IR 14 by default, which ONNX Runtime 1.27 refuses
+    (it reads IR <= 13). Needs onnx only, not onnxruntime."""
+    if importlib.util.find_spec("onnx") is None:
+        pytest.skip("onnx is not installed (pip install -e '.[onnxruntime]'): no model to build")
+    from onnx import TensorProto, checker, helper
+
+    from backends.onnxruntime_adapter import OPSET, one_node_model
+
+    def info(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    inputs = [info("X", [2, 3]), *(info(n, [3]) for n in ("scale", "B", "mean", "var"))]
+    node = helper.make_node("BatchNormalization", [i.name for i in inputs], ["Y"],
+                            epsilon=1e-3, momentum=0.9, training_mode=0)
+    model = one_node_model(node, inputs, [info("Y", [2, 3])])
+    assert OPSET == 15 and model.ir_version == 8
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 15)]
+    checker.check_model(model)  # IR 8 holds everything the model uses
+
+
 def test_ort_rejections_are_reported_verbatim(ort_backend):
     x, g, b, rm, rv = data()
     with pytest.raises(RejectedInput, match="onnxruntime rejected the call"):
