@@ -10,7 +10,8 @@ The shipped list of a backend is ``conformance/known_deviations/<backend name>.t
 
 The pattern is an ``fnmatch`` pattern matched against the whole case id (``*`` any run,
 ``?`` one character, ``[...]`` a set), optionally prefixed by ``test_name::`` to limit it
-to one test function. The reason after ``#`` is required. A matching test becomes an
+to one test function. A generated test (bad inputs, properties) has no case: its pattern is
+matched against the test's parameter id, e.g. ``test_invalid_input::overlap_*_forward``. The reason after ``#`` is required. A matching test becomes an
 ``xfail`` whose reason names the entry (file, line, pattern) and gives its reason. The xfail
 is strict, as pytest's ``xfail_strict``: a listed test that passes fails the run
 ("[XPASS(strict)] known deviation FILE:LINE ..."), so a list names exactly what deviates;

@@ -240,6 +240,13 @@ def _case_id(item) -> str | None:
     return case_id if isinstance(case_id, str) else None  # NOTSET: an empty parameter set
 
 
+def _listed_id(item) -> str | None:
+    """Return the id a deviation entry matches for a test: its golden case id, else the id
+    of its parameters (a generated test: test_invalid_input::overlap_gamma_in_x_forward)."""
+    callspec = getattr(item, "callspec", None)
+    return _case_id(item) or (callspec.id if callspec is not None else None)
+
+
 def _drop_caseless(items: list) -> None:
     """Remove the bn_cases tests of an op that has no case in the folder (pytest's empty
     parameter set, e.g. a --cases folder without quantized cases): nothing to run."""
@@ -264,10 +271,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
         return
     used = set()
     for item in items:
-        case_id = _case_id(item)
-        if case_id is None:
+        listed_id = _listed_id(item)
+        if listed_id is None:
             continue
-        entry = deviations.first_match(state.deviations, item.originalname, case_id)
+        entry = deviations.first_match(state.deviations, item.originalname, listed_id)
         if entry is not None:
             used.add(entry)
             item.add_marker(pytest.mark.xfail(reason=deviations.xfail_reason(entry),

@@ -65,3 +65,20 @@ def test_xfail_reason_names_entry_scope_and_reason():
     plain, scoped = dev.parse("fwd_*_fp16_*  # half\ntest_forward::bwd_*  # only y\n", "mine.txt")
     assert dev.xfail_reason(plain) == "known deviation mine.txt:1 fwd_*_fp16_*: half"
     assert dev.xfail_reason(scoped) == "known deviation mine.txt:2 test_forward::bwd_*: only y"
+
+
+def test_a_generated_test_is_listed_by_its_parameter_id():
+    from types import SimpleNamespace
+
+    from conformance.plugin import _listed_id
+
+    def item(params, id_):
+        return SimpleNamespace(callspec=SimpleNamespace(params=params, id=id_))
+
+    golden = item({"case_id": "fwd_train_x"}, "fwd_train_x")
+    generated = item({"scenario": object()}, "overlap_gamma_in_x_forward")
+    assert _listed_id(golden) == "fwd_train_x"
+    assert _listed_id(generated) == "overlap_gamma_in_x_forward"
+    assert _listed_id(SimpleNamespace()) is None  # not parametrized: nothing to list
+    entry, = dev.parse("test_invalid_input::overlap_*_forward  # no overlap check\n", "m.txt")
+    assert entry.matches("test_invalid_input", _listed_id(generated))
