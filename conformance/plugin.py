@@ -1,6 +1,8 @@
 """The pytest plugin of the conformance suite (entry point ``pytest11: bn_conformance``).
 
 Options: ``--backend NAME`` (or $BN_BACKEND), ``--list-backends``, ``--cases DIR``,
+``--verify-cases`` (conformance runs only on cases the oracle recomputes identically),
+``--isolate auto|always|never`` (conformance/isolation.py),
 ``--tolerance strict|framework``, ``--report-dir DIR`` or ``--publish``
 (conformance/report_location.py), ``--known-deviations FILE``, ``--deviations FILE``
 (repeatable) and ``--deviations-lenient``.
@@ -60,6 +62,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="list the registered backends and exit")
     group.addoption("--cases", default=None, metavar="DIR",
                     help=f"golden case directory (default: {cases.DEFAULT_CASES_DIR})")
+    group.addoption("--verify-cases", action="store_true", default=False,
+                    help="first recompute every case of the case directory with the oracle "
+                         "from its own inputs (python -m oracle.verify); refuse the run if "
+                         "any stored expectation differs. Use it for cases from elsewhere")
     group.addoption("--tolerance", default=DEFAULT_PROFILE, choices=PROFILES,
                     help="tolerance profile (conformance/tolerances.py; default: strict)")
     group.addoption("--isolate", default=isolation.DEFAULT_MODE, choices=isolation.ISOLATE_MODES,
@@ -113,6 +119,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "deselected when --cases names a case directory: that run checks those cases only")
     if not _collects_suite(config):
         return
+    _verify_cases(config)
     state = config.stash[STATE] = _build_state(config)
     _serve(config, state)
     if _is_controller(config):
@@ -179,6 +186,27 @@ def _partial_options(config: pytest.Config) -> list[str]:
     found += ["--last-failed"] * bool(config.getoption("lf", False))
     found += [arg for arg in config.args if "::" in arg]
     return found
+
+
+def _verify_cases(config: pytest.Config) -> None:
+    """With --verify-cases, in the process that owns the run: recompute the case directory
+    with the oracle (oracle/verify.py) before anything else loads; a usage error names
+    each case and output that differs."""
+    if not config.getoption("verify_cases") or not _is_controller(config):
+        return
+    from oracle import verify
+
+    folder = Path(config.getoption("cases") or cases.DEFAULT_CASES_DIR)
+    if not folder.is_dir():
+        return  # _build_state names the bad --cases
+    jobs = int(getattr(config.option, "numprocesses", None) or verify.default_jobs())
+    checked, problems = verify.verify_folder(folder, jobs)
+    if problems:
+        shown = "\n".join(f"  {cid}: {problem}" for cid, problem in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise pytest.UsageError(
+            f"bn-conformance: --verify-cases: {len(problems)} of {checked} cases in {folder} "
+            f"differ from what the oracle computes from their inputs:\n{shown}{more}")
 
 
 def _serve(config: pytest.Config, state: SuiteState) -> None:
