@@ -17,13 +17,15 @@ Hypothesis draws shapes, axes, flags, dtypes, eps, momentum and data
 Two outputs of the backend are compared with each other within twice the output's limit,
 in units of the larger condition scale of the two exact answers (property_draws.agree).
 Profiles (conformance/hypothesis_profiles.py): ``ci`` by default, ``nightly`` with
-``--hypothesis-profile nightly``. A failing test saves its shrunk example and prints the
-``python -m conformance.promote`` command that writes it as golden cases.
+``--hypothesis-profile nightly``. A failing test saves its shrunk example, promotes it to
+golden case files (conformance.promote) in the report's hypothesis/promoted/<test>/ and
+prints their ids with the command that runs them.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -95,19 +97,32 @@ class Tier:
         failing = [item for item in judged if not item[0].ok]
         if not failing:
             return
-        path = self.examples / f"{test}.npz"
-        from conformance.promote import save_example
-
-        save_example(path, test, [(p.op, p.arrays, p.kwargs) for p in problems])
-        variants = f" --variants {','.join(self.variants)}" if self.variants else ""
-        promote = (f"python -m conformance.promote {path} --out cases_promoted/{variants}  "
-                   f"# then: pytest conformance/ --backend {self.spec} --cases "
-                   f"cases_promoted/")
+        promoted = self.promote(test, problems)
         p = problems[0]
         summary = (f"{p.dtype} {'x'.join(map(str, p.arrays['x'].shape))} {p.family} "
                    f"{p.op} {p.kwargs}")
         pytest.fail(failure_message(relation, self.backend.name, summary, failing,
-                                    promote).replace("repro: ", "promote: "))
+                                    promoted).replace("repro: ", "promoted: ", 1))
+
+    def promote(self, test: str, problems: list) -> str:
+        """Return the lines that show a failing example as golden cases: the example is
+        saved (<report dir>/<backend>/hypothesis/<test>.npz), promoted to case files in
+        hypothesis/promoted/<test>/ (conformance.promote; replacing the previous shrink step's), and the command that runs them
+        is given; where promoting fails, the command that would promote it."""
+        from conformance.promote import promote, save_example
+
+        path = save_example(self.examples / f"{test}.npz", test,
+                            [(p.op, p.arrays, p.kwargs) for p in problems])
+        out = self.examples / "promoted" / test
+        shutil.rmtree(out, ignore_errors=True)  # the previous (less shrunk) example's cases
+        try:
+            written = promote(path, out)
+        except (OSError, ValueError, KeyError) as exc:
+            return (f"python -m conformance.promote {path} --out cases_promoted/  "
+                    f"(promoting it here failed: {exc})")
+        ids = " or ".join(w.stem for w in written)
+        return (f"golden case(s) {', '.join(w.stem for w in written)} in {out}\n"
+                f"repro: pytest conformance/ --backend {self.spec} --cases {out} -k '{ids}'")
 
 
 @pytest.fixture(scope="module")
@@ -256,13 +271,9 @@ def test_dx_sums_to_zero(tier, data):
         total = math.fsum(got[:, ch])
         bound = limit * fmt.unit_roundoff * math.fsum(cond[:, ch] + math.ldexp(1.0, fmt.emin))
         if not abs(total) <= bound:
-            from conformance.promote import save_example
-
-            path = save_example(tier.examples / "test_dx_sums_to_zero.npz",
-                                "test_dx_sums_to_zero", [(p.op, p.arrays, p.kwargs)])
             pytest.fail(f"sum(dx[channel {ch}])={total!r}, but should be 0 within {bound:.3g} "
                         f"(the sum of its elements' tolerances) [{tier.backend.name}]\n"
-                        f"promote: python -m conformance.promote {path} --out cases_promoted/")
+                        f"promoted: {tier.promote('test_dx_sums_to_zero', [p])}")
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -99,13 +98,15 @@ def test_failing_property_to_golden_case_in_one_command(tmp_path):
                 "--backend", mutant, "-k", "test_matches_oracle and step", "-q",
                 "-p", "no:cacheprovider", "-o", "addopts=", "--report-dir", str(reports)])
     assert run.returncode == 1, run.stdout[-2000:]
-    match = re.search(r"promote: (python -m conformance\.promote \S+) --out", run.stdout)
+    # the failure shows the golden case it was promoted to, and the command that runs it
+    match = re.search(r"promoted: golden case\(s\) (\S+) in (\S+)\n(?:E +)?repro: (pytest [^\n]+)",
+                      run.stdout)
     assert match, run.stdout[-2000:]
-    out = tmp_path / "promoted"
-    made = _run(shlex.split(match.group(1)) + ["--out", str(out)])
-    assert made.returncode == 0, made.stderr
+    case_id, out = match.group(1), Path(match.group(2))
+    assert case_id.startswith("bwd_") and (out / f"{case_id}.yaml").is_file()
+    assert f"--cases {out} -k '{case_id}'" in match.group(3)
     ids = [p.stem for p in out.glob("*.yaml")]
-    assert len(ids) == 1 and ids[0].startswith("bwd_")
+    assert ids == [case_id]
     for backend, code in ((mutant, 1), ("numpy", 0)):
         check = _run([sys.executable, "-m", "pytest", "conformance/", "--backend", backend,
                       "--cases", str(out), "-q", "-p", "no:cacheprovider", "-o", "addopts=",
