@@ -47,10 +47,13 @@ class Call:
     kwargs: dict
     guards: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
-    def written(self, op: str) -> tuple[str, ...]:
-        """Return the names of the arrays the contract lets this call write in place."""
+    def written(self, op: str, variants=()) -> tuple[str, ...]:
+        """Return the names of the arrays the contract lets this call write in place: gamma
+        under fix_gamma; the running statistics in a training step with batch statistics,
+        and in its forward call too where the backend declares stats_updated_in_forward."""
         names = ("gamma",) if self.kwargs["fix_gamma"] else ()
-        if op == "step" and self.kwargs["training"] and not self.kwargs["use_global_stats"]:
+        updates = op == "step" or "stats_updated_in_forward" in variants
+        if updates and self.kwargs["training"] and not self.kwargs["use_global_stats"]:
             names += ("running_mean", "running_var")
         return names
 

@@ -172,7 +172,8 @@ def judge_unusual(backend, scenario: Scenario, profile: str, where: str) -> str 
     (or, where the scenario allows it, refuses it cleanly), else what went wrong."""
     call = scenario.build()
     before = snapshot(call)
-    expected = expected_for(scenario.op, call, declared(backend))
+    profile_variants = declared(backend)
+    expected = expected_for(scenario.op, call, profile_variants)
     try:
         outputs = call_backend(backend, scenario.op, call)
     except Exception as exc:  # noqa: BLE001 - the backend's exception is the subject
@@ -196,7 +197,7 @@ def judge_unusual(backend, scenario: Scenario, profile: str, where: str) -> str 
     failing = [item for item in judged if not item[0].ok]
     if failing:
         return failure_message(scenario.id, where, scenario.id, failing, "").split("\ncase:")[0]
-    written = call.written(scenario.op)
+    written = call.written(scenario.op, profile_variants)
     touched = changed(before, call, allowed=written)
     if touched:
         return f"changed {', '.join(touched)} in place, which the call must not write"

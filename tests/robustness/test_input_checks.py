@@ -155,3 +155,18 @@ def test_numpy_backend_passes_unusual(scenario_id):
 def test_mentions_value(message, value, shown):
     assert mentions_value(message, value) is shown, (
         f"mentions_value({message!r}, {value!r})={not shown}, but should be {shown}")
+
+
+@pytest.mark.parametrize("scenario_id", ["x_strided_forward", "gamma_unaligned_forward",
+                                         "running_mean_strided_forward", "x_readonly_step"])
+def test_profiled_backend_may_update_running_stats_in_forward(scenario_id):
+    """A backend that declares stats_updated_in_forward (the cuDNN path: it updates the running
+    statistics in the forward call) passes the unusual inputs by following its profile; the
+    same backend without the declaration is caught writing them."""
+    from tests.conformance.profiled_backends import CudnnStyle, Undeclared
+
+    case = scenario(scenario_id)
+    assert case.build().kwargs["training"] and not case.build().kwargs["use_global_stats"]
+    assert judge_unusual(CudnnStyle(), case, "strict", "cudnn-style") is None
+    verdict = judge_unusual(Undeclared(), case, "strict", "undeclared")
+    assert verdict is not None and "running_" in verdict, verdict
