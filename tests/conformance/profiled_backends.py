@@ -14,13 +14,14 @@ import dataclasses
 
 import numpy as np
 
-from backends.numpy_backend import NumpyBackend, channels_last, ieee, to_dtype
+from backends.numpy_backend import NumpyBackend, to_dtype
 from bnspec.flags import DTYPES
+from tests.mutants._stats_update import UpdatesInForward
 
 CUDNN = ("running_var_unbiased", "stats_updated_in_forward")
 
 
-class CudnnStyle(NumpyBackend):
+class CudnnStyle(UpdatesInForward):
     name = "cudnn-style"
     capabilities = dataclasses.replace(NumpyBackend.capabilities, profile=CUDNN)
 
@@ -37,20 +38,6 @@ class CudnnStyle(NumpyBackend):
         new_var = running_var.astype(np.float64) * m + unbiased * (1 - m)
         running_mean[...] = to_dtype(new_mean, param)
         running_var[...] = to_dtype(new_var, param)
-
-    @ieee
-    def forward(self, x, gamma, beta, running_mean, running_var, *, eps, momentum,
-                use_global_stats, training, axis, **kwargs):
-        out = super().forward(x, gamma, beta, running_mean, running_var, eps=eps,
-                              momentum=momentum, use_global_stats=use_global_stats,
-                              training=training, axis=axis, **kwargs)
-        if training and not use_global_stats:  # cuDNN: the update happens in forward
-            dtype = out["y"].dtype.name
-            mean, var, invstd = self.statistics(channels_last(x, axis % x.ndim), running_mean,
-                                                running_var, dtype, eps, batch=True)
-            self.update_running_stats(running_mean, running_var, mean, var, invstd, dtype,
-                                      eps, momentum)
-        return out
 
 
 class Undeclared(CudnnStyle):

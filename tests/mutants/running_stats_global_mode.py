@@ -5,7 +5,9 @@ With use_global_stats the operator normalises with the running statistics and MX
 them alone; an implementation that keys the update on `training` alone folds the batch
 statistics in anyway.
 """
-from backends.numpy_backend import NumpyBackend, channels_last, ieee
+from backends.numpy_backend import NumpyBackend, ieee
+
+from ._stats_update import fold_batch_stats
 
 SELECT = "bwd and train and globalstats"
 OUTPUTS = ("running_mean", "running_var")
@@ -21,11 +23,8 @@ class RunningStatsGlobalMode(NumpyBackend):
                                momentum=momentum, use_global_stats=use_global_stats,
                                training=training, axis=axis, **kwargs)
         if training and use_global_stats:  # the batch-stats case is updated by super()
-            dtype = out["dx"].dtype.name
-            mean, var, invstd = self.statistics(channels_last(x, axis % x.ndim), running_mean,
-                                                running_var, dtype, eps, batch=True)
-            self.update_running_stats(running_mean, running_var, mean, var, invstd, dtype,
-                                      eps, momentum)
+            fold_batch_stats(self, x, running_mean, running_var, dtype=out["dx"].dtype.name,
+                             eps=eps, momentum=momentum, axis=axis)
         return out
 
 
