@@ -1,7 +1,7 @@
 """The conformance matrix: every available backend through the suite, side by side.
 
     python -m conformance.matrix [--backends numpy,cpu,mxnet,torch,onnxruntime] [--collect]
-                                 [--report-dir reports] [--out FILE] [-n 2] [-k EXPR]
+                                 [--report-dir DIR] [--out FILE] [-n 2] [-k EXPR]
 
 Runs the suite once per backend, each in its own pytest subprocess
 (``pytest conformance/ --backend NAME -n 2 --report-dir <own dir>``), moves the run's report
@@ -13,6 +13,10 @@ its failures. With ``--collect`` nothing runs: the existing ``<report-dir>/*/sum
 are read. A backend that does not load (missing framework, usage error) is shown as
 unavailable with the reason; one whose every case skips, as skipped with the commonest
 reason. Exit status: 0 when the matrix was written, 2 on a usage error.
+
+The report directory defaults to the repository's tracked ``reports/`` (the published
+reports, conformance/report_location.py), whatever the current directory; this command is
+what writes there.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from pathlib import Path
 
 from bnspec.flags import ALL_FLAGS, DTYPES
 
+from .report_location import PUBLISHED_DIR
 from .report_files import OUTCOMES, write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -362,7 +367,9 @@ def main(argv=None) -> int:
                         help="comma-separated backend names or module:factory specs")
     parser.add_argument("--collect", action="store_true",
                         help="read existing <report-dir>/*/summary.json instead of running")
-    parser.add_argument("--report-dir", default="reports")
+    parser.add_argument("--report-dir", default=str(PUBLISHED_DIR),
+                        help="where the per-backend reports and MATRIX.md go (default: the "
+                             "repository's published reports/)")
     parser.add_argument("--out", default=None, help="default: <report-dir>/MATRIX.md")
     parser.add_argument("-n", "--workers", type=int, default=2,
                         help="pytest-xdist workers per run (default 2; 1: serial)")

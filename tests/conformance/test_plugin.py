@@ -347,3 +347,24 @@ def test_plugin_stays_off_for_other_test_runs(pytester, monkeypatch):
     result.assert_outcomes(passed=1)
     assert "bn-conformance backend" not in result.stdout.str()  # no header, no backend
     assert not (pytester.path / "reports").exists()
+
+
+def test_default_report_folder_is_a_self_ignoring_bn_reports_with_portable_paths(suite):
+    words = [str(SUITE_DIR), "--cases", "cases", "--backend", "fakebn:Good", "-k", "err_",
+             "-p", "no:cacheprovider"]
+    result = suite.pytester.runpytest_subprocess(*words)
+    result.assert_outcomes(passed=1)
+    folder = suite.pytester.path / "bn-reports"
+    assert (folder / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert not suite.reports.exists()
+    env = report(SimpleNamespace(reports=folder))["environment"]
+    assert env["cases_dir"] == "cases"  # relative to the run's directory
+    # pytester adds --basetemp first; the suite's path is written relative to the repository
+    assert env["command"].startswith("pytest ") and env["command"].endswith(
+        " conformance --cases cases --backend fakebn:Good -k err_ -p no:cacheprovider")
+    assert env["known_deviations"] is None and env["deviations_lenient"] is False
+    partial = suite.pytester.runpytest_subprocess(*words, "--publish")
+    assert partial.ret == pytest.ExitCode.USAGE_ERROR
+    partial.stderr.fnmatch_lines(["ERROR: bn-conformance: --publish replaces a published "
+                                  "full-run report: it cannot be combined with a partial run "
+                                  "(-k 'err_', --cases)"])
