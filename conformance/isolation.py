@@ -52,14 +52,22 @@ class BackendCrashed(RuntimeError):
     """The process running the backend died (or was killed after a hang) during a call."""
 
 
+#: Arguments other than arrays that reach a child as the same value (JSON numbers, strings).
+SCALARS = (bool, int, float, str, np.bool_, np.integer, np.floating)
+
+
 def crosses_intact(args, kwargs) -> bool:
-    """Return True if every array argument reaches a child exactly as it is here: aligned,
-    C-contiguous, writeable, native byte order, and sharing memory with no other argument
-    (the pipe copies arrays into fresh C-ordered buffers)."""
-    arrays = [a for a in itertools.chain(args, kwargs.values()) if isinstance(a, np.ndarray)]
+    """Return True if every argument reaches a child exactly as it is here: a scalar or None,
+    or an array that is aligned, C-contiguous, writeable, of native byte order, of a dtype
+    the pipe carries (no objects, no structured records) and sharing memory with no other
+    argument (the pipe copies arrays into fresh C-ordered buffers)."""
+    values = list(itertools.chain(args, kwargs.values()))
+    arrays = [a for a in values if isinstance(a, np.ndarray)]
+    if any(not isinstance(v, (np.ndarray, *SCALARS)) and v is not None for v in values):
+        return False
     for a in arrays:
         if not (a.flags.c_contiguous and a.flags.aligned and a.flags.writeable
-                and a.dtype.isnative):
+                and a.dtype.isnative and not a.dtype.hasobject and a.dtype.kind != "V"):
             return False
     return not any(np.may_share_memory(a, b) for a, b in itertools.combinations(arrays, 2))
 

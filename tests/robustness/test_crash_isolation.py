@@ -101,3 +101,21 @@ def test_crashing_shape_class_costs_only_its_cases(tmp_path, kind, args):
                 f"{r['id']}: reason={r['reason']!r}, but should name {STATUS[kind]}")
             assert f"repro: python -m conformance.repro {r['id']} " in output, (
                 f"{r['id']}: no repro command in pytest's output")
+
+
+def test_only_calls_a_pipe_carries_exactly_go_to_the_child():
+    """Read-only, strided, foreign-byte-order, object or aliased arrays, and arguments that
+    are neither arrays nor scalars, stay in process: their verdict depends on what they are
+    here (conformance/bad_inputs.py UNUSUAL and the overlap checks)."""
+    import numpy as np
+
+    from conformance.isolation import crosses_intact
+
+    x, g = np.ones((4, 3), np.float32), np.ones(3, np.float32)
+    assert crosses_intact((x, g), {"eps": 1e-3, "axis": 1, "training": True, "name": None})
+    readonly = g.copy()
+    readonly.flags.writeable = False
+    for odd in (readonly, x[:, 0], g.astype(">f4"), np.array([1.0, None], dtype=object),
+                x[0], [1.0, 2.0, 3.0]):
+        assert not crosses_intact((x, odd), {}), odd
+    assert not crosses_intact((x,), {"axis": (1,)})
