@@ -19,7 +19,9 @@ with a message rather than stopping the process. A call whose arrays a pipe cann
 exactly (read-only, strided, foreign byte order, or sharing memory with another argument:
 the layouts of ``conformance.bad_inputs.UNUSUAL`` and the overlap checks) runs in process,
 because its verdict depends on that layout. A backend that already runs out of process
-(``runs_out_of_process``, e.g. ``backends.worker:from_env``) is used as it is.
+(``runs_out_of_process``, e.g. ``backends.worker:from_env``) is used as it is. A file target
+(``path/to/mybn.py:factory``) is imported in the child under its module name. If the child
+cannot start at all, auto mode warns (``IsolationUnavailable``) and calls in process.
 
 Failures read ``crashed: forward() of <case> ended the backend's process (signal SIGSEGV
 (-11)) [<case> on <backend>]`` (``BackendCrashed``); the suite adds the repro command.
@@ -32,9 +34,13 @@ import itertools
 import os
 import re
 import sys
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+from .target_import import is_file_path, split_target
 
 ISOLATE_MODES = ("auto", "always", "never")
 DEFAULT_MODE = "auto"
@@ -50,6 +56,11 @@ FLAG_KEY = "bn_crash_flag"
 
 class BackendCrashed(RuntimeError):
     """The process running the backend died (or was killed after a hang) during a call."""
+
+
+class IsolationUnavailable(UserWarning):
+    """--isolate auto: the backend could not be started in a child process; it runs in the
+    test process (where a crash ends the run)."""
 
 
 #: Arguments other than arrays that reach a child as the same value (JSON numbers, strings).
@@ -76,20 +87,32 @@ def _worker():
     return importlib.import_module(WORKER_PACKAGE)
 
 
+def child_target(target: str) -> str:
+    """Return the ``module:attr`` a child imports for the run's target: a file target
+    (``path/to/mybn.py:factory``) becomes ``mybn:factory``, the name conformance.target_import
+    loaded it under (its directory is on sys.path, which the child gets)."""
+    module, attr = split_target(target)
+    return f"{Path(module).stem}:{attr}" if is_file_path(module) else target
+
+
 class IsolatedBackend:
     """The backend under test, its calls served by a child process (see module doc).
 
     backend: the backend resolved in this process (name, version and capabilities are
     its own). target: its ``module:attr``, as the child loads it. active: a callable
     returning True while calls should go to the child (False: in process). timeout:
-    seconds a call may take in the child (None: no limit).
+    seconds a call may take in the child (None: no limit). fallback: if the child cannot
+    start, warn (IsolationUnavailable) and run in process instead of failing the test.
     """
 
-    def __init__(self, backend, target: str, active, timeout: float | None):
+    def __init__(self, backend, target: str, active, timeout: float | None,
+                 fallback: bool = False):
         self.inner = backend
-        self.target = target
+        self.target = child_target(target)
         self.active = active
         self.timeout = timeout
+        self.fallback = fallback
+        self.unavailable = False  # the child could not start: in process from then on
         self.name = backend.name
         self.version = backend.version
         self.capabilities = backend.capabilities
@@ -100,13 +123,30 @@ class IsolatedBackend:
         """Return the out-of-process backend, starting it on first use."""
         if self._child is None:
             self._child = _worker().OutOfProcessBackend(self.target, timeout=self.timeout,
-                                 pythonpath=[p for p in sys.path if p])
+                                                         pythonpath=[p for p in sys.path if p])
         return self._child
+
+    def isolated(self) -> bool:
+        """Return True if calls go to the child now (starting it if needed)."""
+        if self.unavailable or not self.active():
+            return False
+        try:
+            self.child()
+        except _worker().WorkerStartupError as exc:
+            if not self.fallback:
+                raise
+            self.unavailable = True
+            warnings.warn(IsolationUnavailable(
+                f"bn-conformance: --isolate auto: the backend cannot run in a child process, "
+                f"so it runs in the test process, where a crash ends the run: {exc}"),
+                stacklevel=2)
+            return False
+        return True
 
     def supports(self, case) -> str | None:
         """Return the backend's answer for the case (from the child while isolated)."""
         self._current = getattr(case, "id", "") or ""
-        if not self.active():
+        if not self.isolated():
             return self.inner.supports(case)
         return self._guarded("supports", lambda: self.child().supports(case))
 
@@ -129,7 +169,7 @@ class IsolatedBackend:
             self._child = None
 
     def _call(self, method: str, args, kwargs):
-        if not self.active() or not crosses_intact(args, kwargs):
+        if not crosses_intact(args, kwargs) or not self.isolated():
             return getattr(self.inner, method)(*args, **kwargs)
         return self._guarded(method, lambda: getattr(self.child(), method)(*args, **kwargs))
 
@@ -182,7 +222,8 @@ def wrap(backend, target: str, mode: str, config, timeout: float | None):
     if mode == "never" or getattr(backend, "runs_out_of_process", False):
         return backend
     share = None if timeout is None else timeout * CALL_TIMEOUT_SHARE
-    return IsolatedBackend(backend, target, activity(mode, config), share)
+    return IsolatedBackend(backend, target, activity(mode, config), share,
+                           fallback=mode == "auto")
 
 
 def uses_xdist(config) -> bool:

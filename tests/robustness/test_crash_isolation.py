@@ -119,3 +119,60 @@ def test_only_calls_a_pipe_carries_exactly_go_to_the_child():
                 x[0], [1.0, 2.0, 3.0]):
         assert not crosses_intact((x, odd), {}), odd
     assert not crosses_intact((x,), {"axis": (1,)})
+
+
+PID_BACKEND = '''
+import os
+import sys
+
+from backends.numpy_backend import NumpyBackend
+
+
+class PidBackend(NumpyBackend):
+    def forward(self, *args, **kwargs):
+        with open(os.environ["BN_PID_FILE"], "a", encoding="utf-8") as f:
+            f.write(f"{os.getpid()}\\n")
+        return super().forward(*args, **kwargs)
+
+
+def factory():
+    return PidBackend()
+
+
+def parent_only():
+    if sys.argv[0] == "-c":  # the worker child runs python -c
+        raise RuntimeError("this backend does not start in a child process")
+    return PidBackend()
+'''
+
+
+@pytest.mark.parametrize("factory, in_child", [("factory", True), ("parent_only", False)])
+def test_one_process_runs_a_file_target_in_a_child(tmp_path, factory, in_child):
+    """Without xdist every forward call runs in another process than pytest's, also for a
+    ``path/to/file.py:factory`` target; a backend that cannot start in a child runs in
+    process, with a warning saying so."""
+    source = tmp_path / "pidbn.py"
+    source.write_text(PID_BACKEND)
+    cases = select_cases(tmp_path / "cases")[N_CRASHING - 2:N_CRASHING + 2]
+    keep = tmp_path / "some"
+    keep.mkdir()
+    for case_id in cases:
+        shutil.copy(tmp_path / "cases" / f"{case_id}.yaml", keep)
+    pids = tmp_path / "pids.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "BN_"))}
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+               BN_PID_FILE=str(pids))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "conformance/test_forward.py", "--backend",
+         f"{source}:{factory}", "--cases", str(keep), "--report-dir", str(tmp_path / "r"),
+         "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-o", "addopts="],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, output[-3000:]
+    seen = [int(line) for line in pids.read_text().split()]
+    assert len(seen) == len(cases), (seen, output[-2000:])
+    if in_child:
+        assert proc.pid not in seen, f"forward ran in pytest's process {proc.pid}: {seen}"
+    else:
+        assert set(seen) == {proc.pid}, f"forward should run in pytest's process: {seen}"
+        assert "IsolationUnavailable" in output and "does not start in a child" in output
