@@ -30,3 +30,7 @@ TORCH_PROFILE: tuple[str, ...] = ("running_var_unbiased", "stats_updated_in_forw
 #: running_var_from_batch_var would change no expected value.)
 ONNXRUNTIME_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_float32",
                                         "invstd_inf_at_zero", "no_mean_invstd")
+#: Flax's flax.linen.BatchNorm on JAX (backends/jax_adapter.py): the running statistics come
+#: back from the forward call (mutable batch_stats), eps is added in the float32 (or float64)
+#: statistics, not rounded to a 16-bit data dtype, and no mean/invstd is returned.
+JAX_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_not_cast", "no_mean_invstd")
