@@ -2,6 +2,8 @@
 // Order: checks, the per-channel fold (w, b), the element kernels per layout, the launcher.
 #include "quantized.h"
 
+#include "checks.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -23,52 +25,21 @@ constexpr std::int64_t kQuantWorkElems = kWorkElems;
 
 // --- checks ------------------------------------------------------------------------------------
 
-[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
-
-std::int64_t numel(const ArrayRef& a) {
-  std::int64_t n = 1;
-  for (int i = 0; i < a.ndim; ++i) n *= a.shape[i];
-  return n;
-}
-
-void check_contiguous(const ArrayRef& a) {
-  std::int64_t expect = 1;
-  for (int i = a.ndim - 1; i >= 0; --i) {
-    if (a.shape[i] != 1 && a.strides[i] != expect)
-      fail(std::string(a.name) + " is not C-contiguous: pass np.ascontiguousarray(" + a.name + ")");
-    expect *= a.shape[i];
-  }
-  if (a.data == nullptr && numel(a) > 0) fail(std::string(a.name) + " has no data");
-}
-
-void check_param(const ArrayRef& a, std::int64_t C) {
-  if (a.ndim != 1 || a.shape[0] != C)
-    fail(std::string(a.name) + ".shape must be (" + std::to_string(C) + ",)");
-  if (a.kind != 'f' || a.bits != 32) fail(std::string(a.name) + ".dtype must be float32");
-  check_contiguous(a);
-}
-
 Geometry check(const QuantizedArgs& a) {
   if (!((a.x.kind == 'i' || a.x.kind == 'u') && a.x.bits == 8))
     fail("x.dtype must be int8 or uint8 on the quantized path");
-  if (a.x.ndim < 2) fail("x.ndim=" + std::to_string(a.x.ndim) + ": batch_norm needs rank >= 2");
-  if (a.axis < 0 || a.axis >= a.x.ndim) fail("axis=" + std::to_string(a.axis) + " is out of range");
+  const Geometry g = geometry_of(a.x, a.axis);
   check_contiguous(a.x);
   if (a.out.kind != 'i' || a.out.bits != 8 || a.out.ndim != a.x.ndim)
     fail("out must be an int8 array of x's shape");
   for (int i = 0; i < a.x.ndim; ++i)
     if (a.out.shape[i] != a.x.shape[i]) fail("out must be an int8 array of x's shape");
   check_contiguous(a.out);
-  Geometry g;
-  for (int i = 0; i < a.axis; ++i) g.outer *= a.x.shape[i];
-  g.C = a.x.shape[a.axis];
-  for (int i = a.axis + 1; i < a.x.ndim; ++i) g.inner *= a.x.shape[i];
-  for (const ArrayRef* p : {&a.gamma, &a.beta, &a.running_mean, &a.running_var}) check_param(*p, g.C);
+  for (const ArrayRef* p : {&a.gamma, &a.beta, &a.running_mean, &a.running_var})
+    check_param(*p, g.C, /*f64=*/false);
   if (!(a.output_scale > 0) || !std::isfinite(a.output_scale) || !std::isfinite(a.data_scale))
     fail("the calibration range must be finite and nonzero, the data range finite");
-  const auto* xb = static_cast<const char*>(a.x.data);
-  const auto* ob = static_cast<const char*>(a.out.data);
-  if (g.size() > 0 && ob < xb + g.size() && xb < ob + g.size()) fail("out overlaps x");
+  if (overlaps(a.out, a.x)) fail("out overlaps x");
   return g;
 }
 
