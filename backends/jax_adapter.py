@@ -23,6 +23,8 @@ Flag mapping, MXNet -> Flax (read from flax/linen/normalization.py, flax 0.12):
 - training / use_global_stats: ``use_running_average = not training or use_global_stats``.
 - momentum: the same convention as MXNet (the weight of the old running statistic):
   ``ra = momentum * ra + (1 - momentum) * batch_stat``, in the running statistics' dtype.
+  MXNet's momentum parameter is a float32, so the adapter passes ``float(float32(momentum))``
+  (as the torch adapter does); a double 0.9 would differ in float64 running statistics.
 - eps: ``var + epsilon`` in the statistics' dtype, which is at least float32
   (``force_float32_reductions``): float32(eps) for float32 and 16-bit data, the double for
   float64 data. MXNet adds DType(eps): the same for float32/float64, float16(eps) or
@@ -119,7 +121,7 @@ class JaxBackend:
 
     def _config(self, x, gamma, axis, eps, momentum, fix_gamma, use_running_average):
         """Return the hashable module configuration of one call."""
-        return (int(axis), float(momentum), float(eps), np.asarray(x).dtype.name,
+        return (int(axis), float(np.float32(momentum)), float(eps), np.asarray(x).dtype.name,
                 np.asarray(gamma).dtype.name, bool(fix_gamma), bool(use_running_average),
                 self._fast_variance)
 

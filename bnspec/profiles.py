@@ -32,5 +32,7 @@ ONNXRUNTIME_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_float32
                                         "invstd_inf_at_zero", "no_mean_invstd")
 #: Flax's flax.linen.BatchNorm on JAX (backends/jax_adapter.py): the running statistics come
 #: back from the forward call (mutable batch_stats), eps is added in the float32 (or float64)
-#: statistics, not rounded to a 16-bit data dtype, and no mean/invstd is returned.
-JAX_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_not_cast", "no_mean_invstd")
+#: statistics, not rounded to a 16-bit data dtype, y follows (x - mean) * rsqrt(var + eps)
+#: literally (NaN where var + eps = 0), and no mean/invstd is returned.
+JAX_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_not_cast", "no_mean_invstd",
+                                "invstd_inf_at_zero")

@@ -176,3 +176,15 @@ def test_wrong_gamma_length_is_refused_and_nothing_written(jax_backend):
     with pytest.raises((ValueError, TypeError)):
         jax_backend.forward(x, np.ones(4, np.float32), beta, rm, rv, **flags())
     np.testing.assert_array_equal(rm, rm0)
+
+
+@needs_jax
+def test_momentum_is_mxnets_float32_parameter(jax_backend):
+    x, gamma, beta, rm, rv = data(dtype=np.float64, seed=11)
+    rm0 = rm.copy()
+    out = jax_backend.forward(x, gamma, beta, rm, rv, **flags())
+    mean, _ = batch_stats(x)
+    m32 = float(np.float32(MOMENTUM))
+    np.testing.assert_allclose(out["running_mean"], m32 * rm0 + (1 - m32) * mean,
+                               rtol=1e-14, atol=1e-15)
+    assert np.max(np.abs(out["running_mean"] - (MOMENTUM * rm0 + (1 - MOMENTUM) * mean))) > 1e-9
