@@ -122,8 +122,9 @@ class IsolatedBackend:
     def child(self):
         """Return the out-of-process backend, starting it on first use."""
         if self._child is None:
+            paths = list(dict.fromkeys(p for p in sys.path if p))  # this process's imports
             self._child = _worker().OutOfProcessBackend(self.target, timeout=self.timeout,
-                                                         pythonpath=[p for p in sys.path if p])
+                                                         pythonpath=paths)
         return self._child
 
     def isolated(self) -> bool:
