@@ -227,6 +227,14 @@ def wrap(backend, target: str, mode: str, config, timeout: float | None):
                            fallback=mode == "auto")
 
 
+def start_early(served, config) -> None:
+    """Start the child of an IsolatedBackend now, outside any test's timeout, when calls go
+    to it from the start (one process or an xdist worker; not for --collect-only)."""
+    if (isinstance(served, IsolatedBackend) and not uses_xdist(config)
+            and not config.getoption("collectonly")):
+        served.isolated()
+
+
 def uses_xdist(config) -> bool:
     """Return True in an xdist controller that will start workers."""
     return (not hasattr(config, "workerinput") and config.pluginmanager.hasplugin("xdist")

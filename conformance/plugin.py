@@ -226,6 +226,7 @@ def _serve(config: pytest.Config, state: SuiteState) -> None:
                                   state.isolate, config, case_timeout(config))
     if state.served is not state.resolved.backend:
         config.add_cleanup(state.served.close)
+        isolation.start_early(state.served, config)
 
 
 def _state(config: pytest.Config) -> SuiteState:

@@ -206,6 +206,9 @@ class WorkerProcess:
                 raise WorkerStartupError(
                     f"worker for {self.factory_spec!r} ({self.python}) ended before saying "
                     f"hello ({status}; {exc}){self._tail()}") from None
+            except BaseException:  # interrupted while waiting (a timeout signal, Ctrl-C): a
+                self.kill()  # hello still on its way would be read as the next reply
+                raise
             if not hello.get("ok"):
                 error = hello.get("error", {})
                 self.close()
