@@ -41,7 +41,11 @@ def run_suite(backend: str, select: str | None, report_dir: Path, *extra: str):
     return (exit code, output tail, report), report being the run's summary.json or None."""
     cmd = [sys.executable, "-m", "pytest", "conformance/", "--backend", backend,
            *(["-k", select] if select else []), "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-           "--report-dir", str(report_dir), "-o", "addopts=", *CASES, *extra]
+           "--report-dir", str(report_dir), "-o", "addopts=", *CASES,
+           # in process: these runs judge verdicts, and the whole suite must fit TIMEOUT_S on
+           # a busy 2-core CI machine (a child process costs about a fifth more; crash
+           # isolation has its own tests in tests/robustness)
+           "--isolate", "never", *extra]
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTEST_", "BN_BACKEND"))}  # nothing from the outer run
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
