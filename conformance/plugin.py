@@ -122,11 +122,24 @@ def pytest_configure(config: pytest.Config) -> None:
     _verify_cases(config)
     state = config.stash[STATE] = _build_state(config)
     _serve(config, state)
+    _keep_hypothesis_files_in_reports(config, state)
     if _is_controller(config):
         if (config.getoption("report_dir") is None and not config.getoption("publish")
                 and not config.getoption("collectonly")):
             report_location.ensure_ignored(state.report_dir)  # before any worker writes there
         config.pluginmanager.register(RunReporter(config, state), "bn_conformance_reporter")
+
+
+def _keep_hypothesis_files_in_reports(config: pytest.Config, state: SuiteState) -> None:
+    """Point Hypothesis's own folder (``.hypothesis/``: its example database, cached source
+    constants) into the run's report folder, so a run from a user's project leaves nothing
+    beside their files; not where the user chose one ($HYPOTHESIS_STORAGE_DIRECTORY) or where
+    the run publishes into the tracked reports/."""
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY") or config.getoption("publish"):
+        return
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(state.report_dir / ".hypothesis")
 
 
 def _build_state(config: pytest.Config) -> SuiteState:

@@ -182,6 +182,11 @@ def test_installed_wheel_runs_the_readme_ci_snippet(tmp_path):
     assert user["counts"]["xfail"] >= len(listed) and user["counts"]["pass"] > 100, user["counts"]
     assert pytest_counts(user_out)["xfailed"] == user["counts"]["xfail"]
 
+    # nothing beside the user's files but the (self-ignoring) report folder: Hypothesis's own
+    # folder goes inside it; __pycache__ is Python's, from importing the adapter
+    assert {p.name for p in work.iterdir()} - {"__pycache__"} == {
+        "mybn_adapter.py", "mybn_deviations.txt", "bn-reports"}, sorted(work.iterdir())
+
     # step 4: a listed case that passes fails the run, naming the entry
     passing = next(r for r in user["results"] if r["outcome"] == "pass" and r.get("op") == "fwd")
     (work / "mine.txt").write_text(f"{passing['test']}::{passing['id']}  # listed, but passes\n")
