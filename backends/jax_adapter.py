@@ -97,7 +97,7 @@ class JaxBackend:
             config = self._config(x, gamma, axis, eps, momentum, fix_gamma,
                                   not training or use_global_stats)
             variables = _variables(gamma, beta, running_mean, running_var, fix_gamma)
-            y, stats = _forward(config)(variables, x)
+            y, stats = _forward(config)(variables, _native(x))
             out = {"y": np.asarray(y)}
             out.update(_written_back(stats, running_mean, running_var))
         return out
@@ -111,7 +111,7 @@ class JaxBackend:
             config = self._config(x, gamma, axis, eps, momentum, fix_gamma,
                                   not training or use_global_stats)
             variables = _variables(gamma, beta, running_mean, running_var, fix_gamma)
-            dx, dparams, stats = _backward(config)(variables, x, dy)
+            dx, dparams, stats = _backward(config)(variables, _native(x), _native(dy))
             out = {"dx": np.asarray(dx),
                    "dgamma": (np.zeros(np.shape(gamma), np.asarray(gamma).dtype) if fix_gamma
                               else np.asarray(dparams["scale"])),
@@ -174,22 +174,31 @@ def _backward(config):
 
 def _variables(gamma, beta, running_mean, running_var, fix_gamma) -> dict:
     """Return Flax's variable collections for the caller's arrays (copies)."""
-    params = {"bias": np.array(beta)}
+    params = {"bias": _native(beta)}
     if not fix_gamma:
-        params["scale"] = np.array(gamma)
+        params["scale"] = _native(gamma)
     return {"params": params,
-            "batch_stats": {"mean": np.array(running_mean), "var": np.array(running_var)}}
+            "batch_stats": {"mean": _native(running_mean), "var": _native(running_var)}}
+
+
+def _native(a) -> np.ndarray:
+    """Return a copy of a in native byte order (JAX reads a big-endian array's bytes as if
+    they were native)."""
+    a = np.asarray(a)
+    return a.astype(a.dtype.newbyteorder("=")) if not a.dtype.isnative else a.copy()
 
 
 def _written_back(stats, running_mean, running_var) -> dict[str, np.ndarray]:
     """Return Flax's running statistics after the call, written into the caller's arrays
-    where those are writable with the same shape and dtype (as a training step updates them)."""
+    where those are writable with the same shape and dtype, in their own byte order (as a
+    training step updates them)."""
     out = {}
     for name, key, target in (("running_mean", "mean", running_mean),
                               ("running_var", "var", running_var)):
         value = np.asarray(stats[key])
         if (isinstance(target, np.ndarray) and target.flags.writeable
-                and value.shape == target.shape and value.dtype == target.dtype):
+                and value.shape == target.shape
+                and value.dtype == target.dtype.newbyteorder("=")):
             target[...] = value
         out[name] = value
     return out
