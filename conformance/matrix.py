@@ -1,6 +1,6 @@
 """The conformance matrix: every available backend through the suite, side by side.
 
-    python -m conformance.matrix [--backends numpy,cpu,mxnet,torch,onnxruntime] [--collect]
+    python -m conformance.matrix [--backends numpy,cpu,mxnet,torch,onnxruntime,jax] [--collect]
                                  [--report-dir DIR] [--out FILE] [-n 2] [-k EXPR]
 
 Runs the suite once per backend, each in its own pytest subprocess
@@ -42,7 +42,7 @@ from .report_files import OUTCOMES, write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE_DIR = Path(__file__).resolve().parent
-DEFAULT_BACKENDS = ("numpy", "cpu", "mxnet", "torch", "onnxruntime")
+DEFAULT_BACKENDS = ("numpy", "cpu", "mxnet", "torch", "onnxruntime", "jax")
 JUDGED = ("pass", "fail", "error", "xfail", "xpass")
 RUNS_DIR = ".matrix-runs"
 
