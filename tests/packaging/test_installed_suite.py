@@ -183,8 +183,9 @@ def test_installed_wheel_runs_the_readme_ci_snippet(tmp_path):
     assert pytest_counts(user_out)["xfailed"] == user["counts"]["xfail"]
 
     # nothing beside the user's files but the (self-ignoring) report folder: Hypothesis's own
-    # folder goes inside it; __pycache__ is Python's, from importing the adapter
-    assert {p.name for p in work.iterdir()} - {"__pycache__"} == {
+    # folder goes inside it; __pycache__ (Python's, from importing the adapter) and .pytest_cache
+    # (pytest's) are what any test run leaves
+    assert {p.name for p in work.iterdir()} - {"__pycache__", ".pytest_cache"} == {
         "mybn_adapter.py", "mybn_deviations.txt", "bn-reports"}, sorted(work.iterdir())
 
     # step 4: a listed case that passes fails the run, naming the entry
