@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 
 from backends import env
 
+tomllib = pytest.importorskip("tomllib", reason="Python >= 3.11 reads pyproject.toml here")
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
