@@ -120,10 +120,20 @@ class JaxBackend:
         return out
 
     def _config(self, x, gamma, axis, eps, momentum, fix_gamma, use_running_average):
-        """Return the hashable module configuration of one call."""
-        return (int(axis), float(np.float32(momentum)), float(eps), np.asarray(x).dtype.name,
-                np.asarray(gamma).dtype.name, bool(fix_gamma), bool(use_running_average),
-                self._fast_variance)
+        """Return the hashable module configuration of one call: axis as given (Flax judges
+        it), momentum as MXNet's float32, eps as the double given."""
+        return (axis, float(np.float32(_real("momentum", momentum))), _real("eps", eps),
+                np.asarray(x).dtype.name, np.asarray(gamma).dtype.name, bool(fix_gamma),
+                bool(use_running_average), self._fast_variance)
+
+
+def _real(name: str, value) -> float:
+    """Return value as a float; a value that is not a real number raises TypeError naming the
+    parameter (the adapter must convert it to build Flax's module, which takes floats)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}={value!r} is not a real number, so it is no Flax {name}")
+    return float(value)
 
 
 def _module(config):

@@ -188,3 +188,12 @@ def test_momentum_is_mxnets_float32_parameter(jax_backend):
     np.testing.assert_allclose(out["running_mean"], m32 * rm0 + (1 - m32) * mean,
                                rtol=1e-14, atol=1e-15)
     assert np.max(np.abs(out["running_mean"] - (MOMENTUM * rm0 + (1 - MOMENTUM) * mean))) > 1e-9
+
+
+@pytest.mark.parametrize("name, value", [("eps", None), ("eps", "abc"), ("momentum", None),
+                                         ("momentum", True)])
+def test_parameters_the_adapter_converts_are_refused_by_name(name, value):
+    from backends.jax_adapter import _real
+
+    with pytest.raises(TypeError, match=f"{name}={value!r}"):
+        _real(name, value)
