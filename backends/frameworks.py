@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
+
 from conformance.adapter import Capabilities
 
 
@@ -65,3 +67,20 @@ class UnavailableBackend:
 
     def backward(self, *args, **kwargs):
         raise RuntimeError(f"{self.name} is unavailable: {self.reason}")
+
+
+def native(a) -> np.ndarray:
+    """Return a as a numpy array in native byte order (converted only where it was not):
+    frameworks read an array's raw memory as native."""
+    a = np.asarray(a)
+    return a.astype(a.dtype.newbyteorder("=")) if not a.dtype.isnative else a
+
+
+def write_back(target, value: np.ndarray) -> None:
+    """Copy a framework's post-call value of a running statistic into the caller's array
+    where that is a writable ndarray of the same shape and dtype, as a training step updates
+    it in place; leave anything else as it is."""
+    if (isinstance(target, np.ndarray) and target.flags.writeable
+            and target.shape == value.shape and target.dtype == value.dtype):
+        np.copyto(target, value)
+

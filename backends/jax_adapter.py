@@ -57,7 +57,7 @@ import numpy as np
 from bnspec.profiles import JAX_PROFILE
 from conformance.adapter import ALL_DTYPES, Capabilities
 
-from .frameworks import UnavailableBackend, rejections
+from .frameworks import UnavailableBackend, native, rejections, write_back
 
 INSTALL = "pip install -e '.[jax]' (jax[cpu] and flax, pinned in pyproject.toml)"
 
@@ -97,7 +97,7 @@ class JaxBackend:
             config = self._config(x, gamma, axis, eps, momentum, fix_gamma,
                                   not training or use_global_stats)
             variables = _variables(gamma, beta, running_mean, running_var, fix_gamma)
-            y, stats = _forward(config)(variables, _native(x))
+            y, stats = _forward(config)(variables, native(x))
             out = {"y": np.asarray(y)}
             out.update(_written_back(stats, running_mean, running_var))
         return out
@@ -111,7 +111,7 @@ class JaxBackend:
             config = self._config(x, gamma, axis, eps, momentum, fix_gamma,
                                   not training or use_global_stats)
             variables = _variables(gamma, beta, running_mean, running_var, fix_gamma)
-            dx, dparams, stats = _backward(config)(variables, _native(x), _native(dy))
+            dx, dparams, stats = _backward(config)(variables, native(x), native(dy))
             out = {"dx": np.asarray(dx),
                    "dgamma": (np.zeros(np.shape(gamma), np.asarray(gamma).dtype) if fix_gamma
                               else np.asarray(dparams["scale"])),
@@ -184,33 +184,19 @@ def _backward(config):
 
 def _variables(gamma, beta, running_mean, running_var, fix_gamma) -> dict:
     """Return Flax's variable collections for the caller's arrays (copies)."""
-    params = {"bias": _native(beta)}
+    params = {"bias": native(beta)}
     if not fix_gamma:
-        params["scale"] = _native(gamma)
+        params["scale"] = native(gamma)
     return {"params": params,
-            "batch_stats": {"mean": _native(running_mean), "var": _native(running_var)}}
-
-
-def _native(a) -> np.ndarray:
-    """Return a copy of a in native byte order (JAX reads a big-endian array's bytes as if
-    they were native)."""
-    a = np.asarray(a)
-    return a.astype(a.dtype.newbyteorder("=")) if not a.dtype.isnative else a.copy()
+            "batch_stats": {"mean": native(running_mean), "var": native(running_var)}}
 
 
 def _written_back(stats, running_mean, running_var) -> dict[str, np.ndarray]:
     """Return Flax's running statistics after the call, written into the caller's arrays
-    where those are writable with the same shape and dtype, in their own byte order (as a
-    training step updates them)."""
-    out = {}
-    for name, key, target in (("running_mean", "mean", running_mean),
-                              ("running_var", "var", running_var)):
-        value = np.asarray(stats[key])
-        if (isinstance(target, np.ndarray) and target.flags.writeable
-                and value.shape == target.shape
-                and value.dtype == target.dtype.newbyteorder("=")):
-            target[...] = value
-        out[name] = value
+    (backends.frameworks.write_back)."""
+    out = {"running_mean": np.asarray(stats["mean"]), "running_var": np.asarray(stats["var"])}
+    write_back(running_mean, out["running_mean"])
+    write_back(running_var, out["running_var"])
     return out
 
 

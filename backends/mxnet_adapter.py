@@ -59,7 +59,7 @@ import numpy as np
 from bnspec.profiles import MXNET_PROFILE, MXNET_QUANTIZED_PROFILE
 from conformance.adapter import Capabilities
 
-from .frameworks import UnavailableBackend, rejections
+from .frameworks import UnavailableBackend, native, rejections, write_back
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv-mxnet"
@@ -194,9 +194,7 @@ class MXNetBackend:
         mx = self._mx
         arrays = []
         for name, a in zip(names, inputs):
-            a = np.asarray(a)
-            if not a.dtype.isnative:
-                a = a.astype(a.dtype.newbyteorder("="))
+            a = native(a)
             try:
                 arrays.append(mx.np.array(a, dtype=a.dtype, ctx=mx.cpu()))
             except (KeyError, TypeError, ValueError) as exc:
@@ -227,10 +225,7 @@ class MXNetBackend:
         except self._errors:  # the call's own error, raised already or about to be
             return list(targets)
         for target, value in zip(targets, values):
-            if (isinstance(target, np.ndarray) and target.flags.writeable
-                    and target.shape == value.shape
-                    and target.dtype == value.dtype):
-                target[...] = value
+            write_back(target, value)
         return values
 
 

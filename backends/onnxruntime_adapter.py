@@ -44,7 +44,7 @@ import numpy as np
 from bnspec.profiles import ONNXRUNTIME_PROFILE
 from conformance.adapter import Capabilities
 
-from .frameworks import RejectedInput, UnavailableBackend, rejections
+from .frameworks import RejectedInput, UnavailableBackend, native, rejections, write_back
 
 INSTALL = "pip install -e '.[onnxruntime]' (onnxruntime and onnx)"
 OPSET = 15
@@ -83,10 +83,8 @@ class OnnxRuntimeBackend:
                 cudnn_off=False) -> dict[str, np.ndarray]:
         """Return y and the running statistics (updated in training mode with batch
         statistics, unchanged otherwise); never mean/invstd (ONNX has no such outputs)."""
-        x = self._native("x", x)
-        params = [self._native(name, a) for name, a in
-                  (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
-                   ("running_var", running_var))]
+        x = native(x)  # ONNX Runtime reads raw memory
+        params = [native(a) for a in (gamma, beta, running_mean, running_var)]
         if fix_gamma:
             params[0] = np.ones(params[0].shape, dtype=params[0].dtype)
         moved = np.ascontiguousarray(_move(x, axis, 1))
@@ -106,21 +104,11 @@ class OnnxRuntimeBackend:
         else:
             new_mean, new_var = params[2].copy(), params[3].copy()
         for target, value in ((running_mean, new_mean), (running_var, new_var)):
-            if (isinstance(target, np.ndarray) and target.flags.writeable
-                    and target.shape == value.shape and target.dtype == value.dtype):
-                target[...] = value
+            write_back(target, value)
         out["running_mean"], out["running_var"] = new_mean, new_var
         return out
 
     # --- the model --------------------------------------------------------------------
-
-    @staticmethod
-    def _native(name: str, a) -> np.ndarray:
-        """Return a as a numpy array in native byte order (ONNX Runtime reads raw memory)."""
-        a = np.asarray(a)
-        if not a.dtype.isnative:
-            a = a.astype(a.dtype.newbyteorder("="))
-        return a
 
     def _make_session(self, x_key, stat_key, eps, momentum, train,
                       scale_key, bias_key, var_key):

@@ -49,7 +49,7 @@ import numpy as np
 from bnspec.profiles import TORCH_PROFILE
 from conformance.adapter import ALL_DTYPES, Capabilities
 
-from .frameworks import RejectedInput, UnavailableBackend, rejections
+from .frameworks import RejectedInput, UnavailableBackend, native, rejections, write_back
 
 INSTALL = "pip install torch==2.13.0 (CPU wheel), or pip install -e '.[torch]'"
 #: Declared differences from MXNet semantics (bnspec.profiles.TORCH_PROFILE: names of oracle
@@ -169,10 +169,7 @@ class TorchBackend:
         order; bfloat16 via its bits). A numpy array torch cannot hold raises TypeError
         naming the parameter."""
         torch = self._torch
-        a = np.asarray(a)
-        if not a.dtype.isnative:
-            a = a.astype(a.dtype.newbyteorder("="))
-        a = np.ascontiguousarray(a)
+        a = np.ascontiguousarray(native(a))
         try:
             if a.dtype.name == "bfloat16":
                 t = torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
@@ -204,11 +201,8 @@ class TorchBackend:
         caller's arrays where those are writable (as PyTorch updates its tensors)."""
         out = {}
         for name, target in (("running_mean", running_mean), ("running_var", running_var)):
-            value = self._numpy(t[name])
-            if (isinstance(target, np.ndarray) and target.flags.writeable
-                    and value.shape == target.shape and value.dtype == target.dtype):
-                target[...] = value
-            out[name] = value
+            out[name] = value = self._numpy(t[name])
+            write_back(target, value)
         return out
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from conformance.adapter import Capabilities
 
+from ..frameworks import write_back
 from .process import WorkerProcess, remote_exception
 from .protocol import pack_call, pack_case
 
@@ -123,20 +124,13 @@ class OutOfProcessBackend:
         targets.update({f"kw:{name}": value for name, value in kwargs.items()})
         reply, received = self._worker.request(meta, arrays, what=f"{method}()")
         for key in reply.get("inout", []):
-            _write_back(targets.get(key), received[f"inout:{key}"])
+            write_back(targets.get(key), received[f"inout:{key}"])
         if reply.get("kind") == "error":
             raise remote_exception(reply["error"], f"{self.name}.{method}")
         if "returned" in reply:
             raise TypeError(f"{self.name} returned a {reply['returned']}, not a dict of "
                             "outputs by name")
         return {name: received[f"out:{name}"] for name in reply["outputs"]}
-
-
-def _write_back(target, value: np.ndarray) -> None:
-    """Copy the child's post-call value of an input array into the caller's array."""
-    if (isinstance(target, np.ndarray) and target.flags.writeable
-            and target.shape == value.shape and target.dtype == value.dtype):
-        np.copyto(target, value)
 
 
 def factory(spec: str, python: str | os.PathLike | None = None, **options):
