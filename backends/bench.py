@@ -65,9 +65,8 @@ SHAPES = (
 QUICK = (SHAPES[0], SHAPES[3])
 
 
-def shape_set_shapes(name_or_path: str, dtypes=None) -> tuple[Shape, ...]:
+def shape_set_shapes(shape_set, dtypes=None) -> tuple[Shape, ...]:
     """Return the benchmark shapes of a shape set: each layer shape in each layout and dtype."""
-    shape_set = load_shape_set(name_or_path)
     return tuple(Shape(f"{shape_set.name} {'NC..' if p.layout == 'channel_first' else 'N..C'}",
                        p.shape, p.axis % len(p.shape), p.dtype)
                  for p in shape_set.problems(dtypes=dtypes))
@@ -371,9 +370,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.dtypes and not args.shapes:
         p.error("--dtypes needs --shapes")
+    report_name = args.backend
     try:
-        args.shape_list = (shape_set_shapes(args.shapes, args.dtypes and args.dtypes.split(","))
-                           if args.shapes else QUICK if args.quick else SHAPES)
+        if args.shapes:
+            shape_set = load_shape_set(args.shapes)
+            report_name += f"-{shape_set.name}"
+            args.shape_list = shape_set_shapes(shape_set, args.dtypes and args.dtypes.split(","))
+        else:
+            args.shape_list = QUICK if args.quick else SHAPES
     except ValueError as error:
         p.error(str(error))
     command = "python -m backends.bench " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -382,9 +386,8 @@ def main(argv=None) -> int:
     print(table)
     if args.write:
         REPORT.mkdir(parents=True, exist_ok=True)
-        name = args.backend + (f"-{args.shape_list[0].label.split()[0]}" if args.shapes else "")
-        (REPORT / f"{name}.md").write_text(table)
-        print(f"wrote {REPORT / (name + '.md')}", file=sys.stderr)
+        (REPORT / f"{report_name}.md").write_text(table)
+        print(f"wrote {REPORT / (report_name + '.md')}", file=sys.stderr)
     return 0
 
 

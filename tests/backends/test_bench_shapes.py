@@ -2,10 +2,11 @@
 import pytest
 
 from backends.bench import main, shape_set_shapes
+from bnspec.shape_sets import load_shape_set
 
 
 def test_a_set_gives_one_row_shape_per_layer_layout_and_dtype():
-    shapes = shape_set_shapes("resnet50", ["float32"])
+    shapes = shape_set_shapes(load_shape_set("resnet50"), ["float32"])
     assert len(shapes) == 12 * 2
     first = [s for s in shapes if s.axis == 1]
     last = [s for s in shapes if s.axis == len(s.shape) - 1]
