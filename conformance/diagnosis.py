@@ -239,7 +239,7 @@ def candidates(case, profile=()) -> Iterator[tuple[Candidate, dict]]:
         yield (Candidate(f"without:{name}", "variant", f"declared variant {name} left out",
                          f"does not follow its declared variant {name}: {VARIANTS[name]}"),
                profiles.evaluate_case(case, rest))
-    if not set(CUDNN_PAIR) <= declared:
+    if not set(CUDNN_PAIR) <= declared and compatible(declared | set(CUDNN_PAIR)):
         yield (Candidate("cudnn_pair", "variant", "variants " + "+".join(CUDNN_PAIR),
                          "the cuDNN path: " + "; ".join(VARIANTS[v] for v in CUDNN_PAIR)),
                profiles.evaluate_case(case, tuple(sorted(declared | set(CUDNN_PAIR)))))

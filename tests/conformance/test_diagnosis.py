@@ -152,6 +152,18 @@ def test_cudnn_pair_is_named_where_neither_variant_alone_explains():
     assert "running_var_unbiased+stats_updated_in_forward" in found.text
 
 
+def test_a_profile_exclusive_with_the_cudnn_pair_is_still_diagnosed():
+    """A profile with running_var_from_batch_var (paddle's) cannot take the cuDNN pair's
+    running_var_unbiased on top: the diagnosis leaves that candidate out instead of failing."""
+    case = _case(FWD)
+    profile = ("stats_updated_in_forward", "running_var_from_batch_var")
+    expected = profiles.evaluate_case(case, (*profile, "momentum_inverted"))
+    found = diagnosis.diagnose(case, _outputs_of(expected), _names(case, "running"),
+                               profile=profile)
+    assert "momentum_inverted" in found.explains, found.text
+    assert "cudnn_pair" not in found.explains
+
+
 def test_declared_variant_left_out_is_named():
     case = _case(BWD)
     names = _names(case, "running")
