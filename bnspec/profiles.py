@@ -36,3 +36,17 @@ ONNXRUNTIME_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_float32
 #: literally (NaN where var + eps = 0), and no mean/invstd is returned.
 JAX_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_not_cast", "no_mean_invstd",
                                 "invstd_inf_at_zero")
+#: Keras 3's keras.layers.BatchNormalization on TensorFlow (backends/tensorflow_adapter.py):
+#: the moving statistics are updated in the forward call, eps is added in the float32 (or
+#: float64) statistics, not rounded to a 16-bit data dtype, y = x * inv + (beta - mean * inv)
+#: with inv = gamma * rsqrt(var + eps) (NaN where var + eps = 0), and the layer returns y only.
+TENSORFLOW_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_not_cast",
+                                       "no_mean_invstd", "invstd_inf_at_zero")
+#: PaddlePaddle's paddle.nn.functional.batch_norm on the CPU (backends/paddle_adapter.py): the
+#: running statistics are written in the forward call, with the biased batch variance itself;
+#: its epsilon attribute is a float32; the saved inverse std is 1/sqrt(var + eps) literally
+#: (inf at var + eps = 0); with the running statistics its saved mean/inverse std outputs are
+#: left unwritten, so nothing is returned there.
+PADDLE_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "running_var_from_batch_var",
+                                   "eps_float32", "invstd_inf_at_zero",
+                                   "no_mean_invstd_with_running_stats")
