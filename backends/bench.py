@@ -256,6 +256,35 @@ def machine_info(ext, threads: int) -> list[str]:
             f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"]
 
 
+def row_name(s: Shape) -> str:
+    """Return the name of a shape's rows in the report: label, shape and dtype."""
+    return f"{s.label} {'x'.join(map(str, s.shape))} {s.dtype}"
+
+
+def select_rows(shapes, rows: str | None) -> tuple[Shape, ...]:
+    """Return the shapes whose row name contains one of the comma-separated texts (all without
+    a filter); ValueError when none does."""
+    if not rows:
+        return tuple(shapes)
+    texts = [t.strip() for t in rows.split(",") if t.strip()]
+    kept = tuple(s for s in shapes if any(t in row_name(s) for t in texts))
+    if not kept:
+        raise ValueError(f"--rows={rows!r} matches no shape (rows: "
+                         + "; ".join(row_name(s) for s in shapes) + ")")
+    return kept
+
+
+def select_ops(ops: str | None) -> tuple[str, ...]:
+    """Return the ops named in the comma list (all without one); ValueError for an unknown op."""
+    if not ops:
+        return OPS
+    chosen = tuple(o.strip() for o in ops.split(",") if o.strip())
+    unknown = [o for o in chosen if o not in OPS]
+    if unknown or not chosen:
+        raise ValueError(f"--ops={ops!r}: each op must be one of {', '.join(OPS)}")
+    return chosen
+
+
 def fmt_ratio(a, b) -> str:
     return f"{a / b:.2f}x" if a and b else "n/a"
 
@@ -290,7 +319,7 @@ def run_threads(args, ext, nthreads: int) -> str:
         ref = numpy_calls(s, inp) if not args.no_numpy else {}
         floor = triad_gbps(ext, args.samples, stream=False)  # measured next to this shape's rows
         floors.append(floor)
-        for op in OPS:
+        for op in args.op_list:
             t = median_time(mine[op], args.samples, flush)
             tt = median_time(theirs[op], args.samples, flush) if op in theirs else None
             # numpy runs for 100+ ms: nearly every run is preempted on a busy machine, retrying
@@ -298,7 +327,7 @@ def run_threads(args, ext, nthreads: int) -> str:
             tn = median_time(ref[op], args.numpy_samples, flush, retries=0) if op in ref else None
             traffic = TRAFFIC[op] * n * item
             floor_t = traffic / (floor * 1e9)
-            rows.append((f"{s.label} {'x'.join(map(str, s.shape))} {s.dtype}", op, t * 1e3,
+            rows.append((row_name(s), op, t * 1e3,
                          traffic / t / 1e9, t / floor_t, fmt_ratio(t, tt), fmt_ratio(t, tn),
                          f"{tt * 1e3:.3f}" if tt else "n/a", f"{tn * 1e3:.2f}" if tn else "n/a",
                          floor))
@@ -365,6 +394,11 @@ def main(argv=None) -> int:
                         "or a set file of your own: one row per layer shape, layout and dtype")
     p.add_argument("--dtypes", default=None, metavar="LIST",
                    help="with --shapes: comma list of the set's dtypes to run (default: all)")
+    p.add_argument("--rows", default=None, metavar="TEXT",
+                   help="only the shapes whose row name contains TEXT (e.g. '2-D', 'NHWC 32x56x56x64 "
+                        "float32'); a comma list keeps a shape matching any of them")
+    p.add_argument("--ops", default=None, metavar="LIST",
+                   help=f"comma list of the ops to time (default: all of {','.join(OPS)})")
     p.add_argument("--no-numpy", action="store_true", help="skip the numpy backend")
     p.add_argument("--write", action="store_true", help=f"store {REPORT}/<backend>.md")
     args = p.parse_args(argv)
@@ -378,6 +412,8 @@ def main(argv=None) -> int:
             args.shape_list = shape_set_shapes(shape_set, args.dtypes and args.dtypes.split(","))
         else:
             args.shape_list = QUICK if args.quick else SHAPES
+        args.shape_list = select_rows(args.shape_list, args.rows)
+        args.op_list = select_ops(args.ops)
     except ValueError as error:
         p.error(str(error))
     command = "python -m backends.bench " + " ".join(argv if argv is not None else sys.argv[1:])

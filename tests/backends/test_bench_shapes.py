@@ -28,3 +28,22 @@ def test_an_unknown_set_is_a_usage_error_naming_it(capsys):
     with pytest.raises(SystemExit):
         main(["--shapes", "resnet51"])
     assert "resnet51" in capsys.readouterr().err
+
+
+def test_rows_and_ops_filters_pick_by_row_name_and_refuse_what_matches_nothing():
+    from backends.bench import SHAPES, select_ops, select_rows
+
+    picked = select_rows(SHAPES, "2-D,NHWC 32x56x56x64 float16")
+    assert [(s.label, s.dtype) for s in picked] == [("2-D", "float32"), ("NHWC", "float16")]
+    assert select_rows(SHAPES, None) == tuple(SHAPES)
+    with pytest.raises(ValueError, match="'4-D'"):
+        select_rows(SHAPES, "4-D")
+    assert select_ops("backward,fwd_train") == ("backward", "fwd_train")
+    with pytest.raises(ValueError, match="'fwd'"):
+        select_ops("fwd")
+
+
+def test_a_filter_that_matches_nothing_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["--rows", "4-D"])
+    assert "matches no shape" in capsys.readouterr().err
