@@ -52,6 +52,7 @@ FRAMEWORKS = {
     "jax-twopass": Framework("backends.jax_adapter:twopass_factory", extra="jax"),
     "mxnet": Framework("backends.mxnet_adapter:factory", own_env="backends.mxnet_env"),
     "onnxruntime": Framework("backends.onnxruntime_adapter:factory", extra="onnxruntime"),
+    "paddle": Framework("backends.paddle_adapter:factory", extra="paddle"),
     "tensorflow": Framework("backends.tensorflow_adapter:factory", extra="tensorflow"),
     "torch": Framework("backends.torch_adapter:factory", extra="torch"),
 }

@@ -42,3 +42,12 @@ JAX_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_not_cast", "no_
 #: with inv = gamma * rsqrt(var + eps) (NaN where var + eps = 0), and the layer returns y only.
 TENSORFLOW_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_not_cast",
                                        "no_mean_invstd", "invstd_inf_at_zero")
+#: PaddlePaddle's paddle.nn.functional.batch_norm on the CPU (backends/paddle_adapter.py): the
+#: running statistics are written in the forward call; its epsilon attribute is a float32; the
+#: saved inverse std is 1/sqrt(var + eps) literally (inf at var + eps = 0); with the running
+#: statistics its saved mean/inverse std outputs are left unwritten, so nothing is returned
+#: there. (Its running_var takes the biased batch variance itself, which with eps_float32 and
+#: invstd_inf_at_zero equals 1/invstd^2 - eps exactly: running_var_from_batch_var would change
+#: no expected value, as for onnxruntime.)
+PADDLE_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_float32",
+                                   "invstd_inf_at_zero", "no_mean_invstd_with_running_stats")
