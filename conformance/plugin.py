@@ -5,7 +5,10 @@ Options: ``--backend NAME`` (or $BN_BACKEND), ``--list-backends``, ``--cases DIR
 ``--isolate auto|always|never`` (conformance/isolation.py),
 ``--tolerance strict|framework``, ``--report-dir DIR`` or ``--publish``
 (conformance/report_location.py), ``--known-deviations FILE``, ``--deviations FILE``
-(repeatable) and ``--deviations-lenient``.
+(repeatable) and ``--deviations-lenient``; the scale tier: ``--shapes SET`` with
+``--shapes-flags``, ``--shapes-dtypes``, ``--shapes-ops``, ``--shapes-layouts`` and
+``--shapes-cache DIR`` (conformance/shapes.py: the cases of a real-network shape set,
+generated on demand into a content-addressed cache and checked like ``--cases``).
 
 The plugin switches itself on only for runs that collect the suite (a path argument inside
 or above the conformance package, ``--pyargs conformance``) or name a backend, so other
@@ -86,6 +89,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "format of the shipped lists), added to the backend's; repeatable")
     group.addoption("--deviations-lenient", action="store_true", default=False,
                     help="let a listed deviation pass (XPASS) instead of failing the run")
+    _add_shapes_options(group)
+
+
+def _add_shapes_options(group) -> None:
+    """The scale tier's options (conformance/shapes.py)."""
+    from bnspec.shape_sets import shape_set_names
+
+    group.addoption("--shapes", default=None, metavar="SET",
+                    help="run the cases of a real-network shape set instead of the golden "
+                         f"cases: {', '.join(shape_set_names())}, or the path of your own set "
+                         "file; generated on demand into a content-addressed cache")
+    group.addoption("--shapes-flags", default=None, metavar="TOKENS",
+                    help="flag combinations of --shapes: all, or tokens such as train,fixgamma "
+                         "(default: train,freegamma,batchstats,meanvar)")
+    group.addoption("--shapes-dtypes", default=None, metavar="LIST",
+                    help="dtypes of --shapes, among the set's (default: all of the set's)")
+    group.addoption("--shapes-ops", default=None, metavar="LIST",
+                    help="ops of --shapes: fwd, bwd or fwd,bwd (default)")
+    group.addoption("--shapes-layouts", default=None, metavar="LIST",
+                    help="layouts of --shapes, among the set's (default: all of the set's)")
+    group.addoption("--shapes-cache", default=None, metavar="DIR",
+                    help="the cache of generated cases (default: $XDG_CACHE_HOME/"
+                         "bn-conformance, else ~/.cache/bn-conformance)")
 
 
 def pytest_cmdline_main(config: pytest.Config):
@@ -153,21 +179,63 @@ def _build_state(config: pytest.Config) -> SuiteState:
         raise pytest.UsageError(f"bn-conformance: backend {resolved.backend.name!r}: "
                                 f"Capabilities.profile: {exc}") from None
     option = config.getoption("cases")
+    shape_run = _shape_run(config)
     try:
-        cases_dir = cases.check_cases_dir(option or cases.DEFAULT_CASES_DIR)
+        cases_dir = (shape_run.cases_dir if shape_run is not None
+                     else cases.check_cases_dir(option or cases.DEFAULT_CASES_DIR))
     except ValueError as exc:
         raise pytest.UsageError(f"bn-conformance: --cases: {exc}") from None
     files, entries = _deviation_lists(config, resolved.backend.name)
+    report_option = config.getoption("report_dir")
+    if shape_run is not None and report_option is None:  # not over the golden run's report
+        report_option = str(Path(report_location.RUN_DIR, f"shapes-{shape_run.name}"))
     try:
-        report_dir = report_location.choose(config.invocation_params.dir,
-                                            config.getoption("report_dir"),
+        report_dir = report_location.choose(config.invocation_params.dir, report_option,
                                             config.getoption("publish"), _partial_options(config))
     except ValueError as exc:
         raise pytest.UsageError(f"bn-conformance: {exc}") from None
-    return SuiteState(resolved=resolved, cases_dir=cases_dir, cases_dir_given=bool(option),
+    return SuiteState(resolved=resolved, cases_dir=cases_dir,
+                      cases_dir_given=bool(option) or shape_run is not None,
                       profile=config.getoption("tolerance"), deviations=entries,
                       deviation_files=files, lenient=config.getoption("deviations_lenient"),
-                      report_dir=report_dir)
+                      report_dir=report_dir, shapes=shape_run)
+
+
+def _shape_run(config: pytest.Config):
+    """Return the prepared --shapes run (conformance/shapes.py), or None without --shapes.
+
+    The process that owns the run generates the missing cases (one process per xdist
+    worker) and prints what it did; an xdist worker then finds them all in the cache.
+    """
+    value = config.getoption("shapes")
+    given = {name: config.getoption(f"shapes_{name}")
+             for name in ("flags", "dtypes", "ops", "layouts", "cache")}
+    if value is None:
+        unused = [f"--shapes-{name}" for name, v in given.items() if v is not None]
+        if unused:
+            raise pytest.UsageError(f"bn-conformance: {', '.join(unused)} select the cases of "
+                                    "--shapes SET, which is not given")
+        return None
+    if config.getoption("cases"):
+        raise pytest.UsageError(f"bn-conformance: --shapes={value!r} and --cases="
+                                f"{config.getoption('cases')!r} each name the cases to run; "
+                                "give one")
+    from . import shapes
+
+    where = config.invocation_params.dir
+    path = Path(where, value)
+    chosen = shapes.Selection(str(path) if path.is_file() else value,
+                              **{k: v for k, v in given.items() if k != "cache" and v})
+    try:
+        run = shapes.plan(chosen, None if given["cache"] is None else Path(where, given["cache"]))
+    except ValueError as exc:
+        raise pytest.UsageError(f"bn-conformance: --shapes: {exc}") from None
+    if not _is_controller(config):
+        return shapes.prepare(run)
+    writer = config.pluginmanager.get_plugin("terminalreporter")
+    say = writer.write_line if writer is not None else print
+    jobs = getattr(config.option, "numprocesses", None)
+    return shapes.prepare(run, jobs if isinstance(jobs, int) and jobs > 0 else 1, say)
 
 
 def _deviation_lists(config: pytest.Config, backend_name: str):
@@ -195,6 +263,7 @@ def _partial_options(config: pytest.Config) -> list[str]:
         ("k", config.getoption("keyword", "")), ("m", config.getoption("markexpr", "")))
         if value]
     found += ["--cases"] * bool(config.getoption("cases"))
+    found += ["--shapes"] * bool(config.getoption("shapes"))
     found += ["--deselect"] * bool(config.getoption("deselect", None))
     found += ["--last-failed"] * bool(config.getoption("lf", False))
     found += [arg for arg in config.args if "::" in arg]
@@ -264,7 +333,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"[{r.target}; {r.how}]",
         f"bn-conformance tolerance: {state.profile}; cases: {state.cases_dir} ({n_cases}); "
         f"known deviations: {dev}; reports: {reports.backend_dir(state.report_dir, b.name)}",
-    ] + ([GENERATED_OFF] if state.cases_dir_given else [])
+    ] + ([state.shapes.summary_line()] if state.shapes is not None else []) + (
+        [GENERATED_OFF] if state.cases_dir_given else [])
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -432,6 +502,8 @@ class RunReporter:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.written is not None:
             terminalreporter.write_sep("-", "bn-conformance report")
+            if self.state.shapes is not None:
+                terminalreporter.write_line(self.state.shapes.summary_line())
             terminalreporter.write_line(f"wrote {self.written}/summary.json and summary.md")
 
     def environment(self, command: str) -> dict:
@@ -459,6 +531,8 @@ class RunReporter:
             "cwd": report_location.portable(where),
             "xdist_workers": getattr(self.config.option, "numprocesses", None),
             "isolate": state.isolate,
+            "shapes": (state.shapes.as_record(lambda p: report_location.portable(p, where))
+                       if state.shapes is not None else None),
             "started": time.strftime(stamp, time.localtime(self.started)),
             "finished": time.strftime(stamp),
         }

@@ -101,6 +101,13 @@ def _environment_rows(env: dict):
     yield "device", b["device"]
     yield "tolerance profile", env["tolerance"]
     yield "cases", env["cases_dir"]
+    s = env.get("shapes")
+    if s:  # a --shapes run (conformance/shapes.py)
+        yield "shape set", (f"{s['set']} ({s['source']}): {s['cases']} cases, flags {s['flags']}, "
+                            f"dtypes {s['dtypes']}, ops {s['ops']}, layouts {s['layouts']}; "
+                            f"{s['generated']} generated, {s['reused']} reused, {s['rebuilt']} "
+                            f"rebuilt in {s['prepare_seconds']} s; cache {s['cache']} "
+                            f"({s['cache_bytes']:,} bytes)")
     yield "known deviations", env.get("known_deviations") or "none"
     for name, version in env["versions"].items():
         yield name, version

@@ -9,10 +9,16 @@ case files no longer planned (``<op>_*.yaml`` / ``.bin`` in that folder) are rem
     python -m oracle.generate --filter 'bwd_*_fp16_*' --jobs 2
     python -m oracle.generate --shape 8,64,28,28 --dtype float16 --axis -1 --out my_cases/
         [--family normal] [--flags all|train,fixgamma,...] [--eps E] [--momentum M]
+    python -m oracle.generate --shapes resnet50 --out DIR     # or --shapes my_net.yaml
+        [--flags train,...|all] [--dtypes float32,float16] [--ops fwd,bwd] [--layouts ...]
 
-The last form writes the selected flag combinations (default all 16) x fwd/bwd of the user's
-shape into DIR in the same format (and removes nothing). Output is byte-for-byte the same
-whatever --jobs is: each case depends on its spec only.
+The --shape form writes the selected flag combinations (default all 16) x fwd/bwd of the
+user's shape into DIR in the same format (and removes nothing). The --shapes form writes the
+cases of a shape set (bnspec.shape_sets: a shipped name or a set file) into DIR, by default
+the scale tier's selection (oracle.plan_shapes: a training step with batch statistics, free
+gamma and mean/invstd out, forward and backward, in the set's dtypes and layouts); each case
+is written as soon as it is made, so memory holds one case per --jobs worker, not the set.
+Output is byte-for-byte the same whatever --jobs is: each case depends on its spec only.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import numpy as np
 import oracle
 from bnspec import validate
 from bnspec.flags import DTYPES
+from bnspec.shape_sets import load_shape_set, shape_set_names
 
 from .case_spec import CaseSpec
 from .casefile import DEFAULT_COMMAND, Case, id_matches, render_case
@@ -35,6 +42,7 @@ from .index import render_index
 from .inputs import make_inputs, round_to
 from .plan import default_plan, user_plan
 from .plan_quantized import quantized_plan
+from .plan_shapes import SCALE_FLAGS, SCALE_OPS, case_command, shape_set_plan
 from .quantized_inputs import make_quantized_inputs
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "cases"
@@ -181,6 +189,23 @@ def build_case(spec: CaseSpec) -> tuple[Case, float]:
     return case, seconds
 
 
+def write_case_files(spec: CaseSpec, folder: Path, command: str) -> dict[str, int]:
+    """Return {file name: bytes written} of one case written into folder (created if need be).
+
+    The one place a single case goes from its spec to files: the scale tier's cache and
+    ``--shapes --out DIR`` both call it, one case at a time, so that no more than one case
+    is held in memory per process.
+    """
+    case, _ = build_case(spec)
+    files = render_case(case, command)
+    del case
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return {name: len(data) for name, data in files.items()}
+
+
 def _render(task: tuple[CaseSpec, str]) -> tuple[str, dict[str, bytes], int, float]:
     """Worker: return (id, files, elements given to the oracle, oracle seconds)."""
     spec, command = task
@@ -264,14 +289,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     user.add_argument("--dtype", default="float32", choices=list(DTYPES))
     user.add_argument("--axis", type=int, default=1)
     user.add_argument("--family", default="normal")
-    user.add_argument("--flags", default="all", help="all, or tokens such as train,fixgamma")
+    user.add_argument("--flags", default=None,
+                      help="all, or tokens such as train,fixgamma (default: all with --shape, "
+                           f"{SCALE_FLAGS} with --shapes)")
     user.add_argument("--eps", type=float, default=oracle.DEFAULT_EPS)
     user.add_argument("--momentum", type=float, default=oracle.DEFAULT_MOMENTUM)
+    sets = p.add_argument_group("cases of a shape set (needs --out; also --flags)")
+    sets.add_argument("--shapes", default=None, metavar="SET",
+                      help="a shipped shape set (bnspec/shape_sets: "
+                           f"{', '.join(shape_set_names())}) or the path of your own set file")
+    sets.add_argument("--dtypes", default=None,
+                      help="comma-separated dtypes among the set's (default: all of them)")
+    sets.add_argument("--ops", default=",".join(SCALE_OPS), help="fwd, bwd or fwd,bwd (default)")
+    sets.add_argument("--layouts", default=None,
+                      help="channel_first and/or channel_last among the set's (default: all)")
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error(f"--jobs={args.jobs} must be >= 1")
     if args.shape is not None and args.out is None:
         p.error("--shape needs --out DIR (user cases never go into the golden cases/ folder)")
+    if args.shapes is not None:
+        if args.shape is not None or args.check:
+            p.error("--shapes cannot be combined with --shape or --check")
+        if args.out is None:
+            p.error(f"--shapes={args.shapes!r} needs --out DIR (shape-set cases never go into "
+                    "the golden cases/ folder)")
+    elif (args.dtypes, args.layouts, args.ops) != (None, None, ",".join(SCALE_OPS)):
+        p.error("--dtypes, --ops and --layouts select the cases of --shapes SET "
+                "(with --shape, use --dtype)")
     return args
 
 
@@ -281,7 +326,7 @@ def user_command(args) -> str:
              f"--axis {args.axis}"]
     if args.family != "normal":
         parts.append(f"--family {args.family}")
-    if args.flags != "all":
+    if args.flags not in (None, "all"):
         parts.append(f"--flags {args.flags}")
     if args.eps != oracle.DEFAULT_EPS:
         parts.append(f"--eps {args.eps!r}")
@@ -294,6 +339,8 @@ def main(argv=None) -> int:
     """Run the generator; return the exit status (0, or 1 when --check finds differences)."""
     args = parse_args(None if argv is None else [str(a) for a in argv])
     start = time.perf_counter()
+    if args.shapes is not None:
+        return write_shape_set(args, start)
     if args.shape is not None:
         try:
             shape = tuple(int(n) for n in args.shape.split(","))
@@ -323,6 +370,53 @@ def main(argv=None) -> int:
           f"{total_bytes:,} bytes = {total_bytes / 1e6:.1f} MB) in {out}; {seconds:.1f} s "
           f"with --jobs {args.jobs}\n{rate_summary(stats)}")
     return status
+
+
+def write_shape_set(args, start: float) -> int:
+    """Write the selected cases of --shapes SET into --out, each as soon as it is made;
+    return the exit status (2 naming a bad set, selection or filter)."""
+    try:
+        shape_set = load_shape_set(args.shapes)
+        specs = shape_set_plan(shape_set, flags=args.flags or SCALE_FLAGS, dtypes=args.dtypes,
+                               ops=args.ops, layouts=args.layouts)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    specs = [s for s in specs if id_matches(args.filter, s.id)]
+    if not specs:
+        print(f"error: --filter={args.filter!r} selects none of the cases of --shapes "
+              f"{args.shapes}", file=sys.stderr)
+        return 2
+    print(f"{shape_set.name}: {len(specs)} cases, "
+          f"{sum(s.elements for s in specs):,} elements, into {args.out} (--jobs {args.jobs})",
+          flush=True)
+    total = 0
+    for done, (cid, sizes, seconds) in enumerate(write_each(specs, args.out, args.jobs), 1):
+        total += sum(sizes.values())
+        print(f"  [{done}/{len(specs)}] {cid}: {sum(sizes.values()):,} bytes in {seconds:.1f} s",
+              flush=True)
+    print(f"wrote {len(specs)} cases ({total:,} bytes = {total / 1e6:.1f} MB) in {args.out}; "
+          f"{time.perf_counter() - start:.1f} s with --jobs {args.jobs}")
+    return 0
+
+
+def _write_one(task: tuple[CaseSpec, Path]) -> tuple[str, dict[str, int], float]:
+    """Worker: return (id, {file name: bytes}, seconds) of one case written into a folder."""
+    spec, folder = task
+    start = time.perf_counter()
+    sizes = write_case_files(spec, folder, case_command(spec))
+    return spec.id, sizes, time.perf_counter() - start
+
+
+def write_each(specs: list[CaseSpec], folder: Path, jobs: int):
+    """Yield (id, {file name: bytes}, seconds) as each spec's case is written into folder,
+    the biggest first, in --jobs worker processes (spawned: the caller may hold threads)."""
+    tasks = [(s, Path(folder)) for s in sorted(specs, key=lambda s: (-s.elements, s.id))]
+    if jobs <= 1 or len(tasks) <= 1:
+        yield from map(_write_one, tasks)
+        return
+    with multiprocessing.get_context("spawn").Pool(min(jobs, len(tasks))) as pool:
+        yield from pool.imap_unordered(_write_one, tasks, chunksize=1)
 
 
 def _owned(path: Path, pattern: str | None) -> bool:
