@@ -155,11 +155,13 @@ class TensorFlowBackend:
             with tf.GradientTape() as tape:
                 tape.watch(x_t)
                 y = layer(x_t, training=bool(training and not use_global_stats))
+            names = ["x", "beta"] + ([] if fix_gamma else ["gamma"])
             sources = [x_t, layer.beta] + ([] if fix_gamma else [layer.gamma])
             grads = tape.gradient(y, sources, output_gradients=tf.constant(native(dy)))
-            if any(g is None for g in grads):  # a source the tape could not reach
-                raise RuntimeError("tf.GradientTape gave no gradient for "
-                                   f"{[s.name for s, g in zip(sources, grads) if g is None]}")
+            if any(g is None for g in grads):  # e.g. integer x: TensorFlow does not track it
+                missing = [n for n, g in zip(names, grads) if g is None]
+                raise RuntimeError(f"tf.GradientTape gave no gradient for {missing} "
+                                   f"(x.dtype={x_t.dtype.name})")
             dbeta = grads[1].numpy()
             out = {"dx": grads[0].numpy(), "dbeta": dbeta,
                    "dgamma": np.zeros_like(dbeta) if fix_gamma else grads[2].numpy()}
