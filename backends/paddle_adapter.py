@@ -261,7 +261,7 @@ class PaddleBackend:
         try:
             return self._paddle.to_tensor(a, place=self._paddle.CPUPlace(), stop_gradient=True)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(f"{name}.dtype={a.dtype}: paddle.to_tensor refused it: "
+            raise TypeError(f"{name}.dtype={a.dtype.name}: paddle.to_tensor refused it: "
                             f"{_one_line(str(exc))}") from exc
 
     def _running(self, t, running_mean, running_var) -> dict[str, np.ndarray]:
