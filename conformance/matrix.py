@@ -42,7 +42,7 @@ from .report_files import OUTCOMES, write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE_DIR = Path(__file__).resolve().parent
-DEFAULT_BACKENDS = ("numpy", "cpu", "mxnet", "torch", "onnxruntime", "jax", "tensorflow")
+DEFAULT_BACKENDS = ("numpy", "cpu", "mxnet", "torch", "onnxruntime", "jax", "tensorflow", "paddle")
 JUDGED = ("pass", "fail", "error", "xfail", "xpass")
 RUNS_DIR = ".matrix-runs"
 
