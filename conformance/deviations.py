@@ -11,7 +11,11 @@ The shipped list of a backend is ``conformance/known_deviations/<backend name>.t
 The pattern is an ``fnmatch`` pattern matched against the whole case id (``*`` any run,
 ``?`` one character, ``[...]`` a set), optionally prefixed by ``test_name::`` to limit it
 to one test function. A generated test (bad inputs, properties) has no case: its pattern is
-matched against the test's parameter id, e.g. ``test_invalid_input::overlap_*_forward``. The reason after ``#`` is required. A matching test becomes an
+matched against the test's parameter id, e.g. ``test_invalid_input::overlap_*_forward``. A
+test without parameters (a property test such as ``test_dx_sums_to_zero``) is named by its
+function name alone, exactly: ``test_dx_sums_to_zero  # reason`` (no wildcards; case ids never
+begin with ``test_``, so the entry lists that one test and no case). The reason after ``#`` is
+required. A matching test becomes an
 ``xfail`` whose reason names the entry (file, line, pattern) and gives its reason. The xfail
 is strict, as pytest's ``xfail_strict``: a listed test that passes fails the run
 ("[XPASS(strict)] known deviation FILE:LINE ..."), so a list names exactly what deviates;
@@ -54,6 +58,11 @@ class Deviation:
             return False
         return fnmatch.fnmatchcase(case_id, self.pattern)
 
+    def names_test(self, test_name: str) -> bool:
+        """Return True if this entry names the test without parameters test_name: its whole
+        pattern is that name, exactly (no test:: scope, no wildcards)."""
+        return self.test is None and self.pattern == test_name
+
 
 def default_path(backend_name: str) -> Path:
     """Return the known-deviations file of a backend (which may not exist)."""
@@ -92,6 +101,11 @@ def load(path: Path | None) -> list[Deviation]:
 def first_match(entries: list[Deviation], test_name: str, case_id: str) -> Deviation | None:
     """Return the first entry covering (test_name, case_id), or None."""
     return next((e for e in entries if e.matches(test_name, case_id)), None)
+
+
+def first_naming(entries: list[Deviation], test_name: str) -> Deviation | None:
+    """Return the first entry that names the test without parameters test_name, or None."""
+    return next((e for e in entries if e.names_test(test_name)), None)
 
 
 def xfail_reason(entry: Deviation) -> str:

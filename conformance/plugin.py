@@ -359,6 +359,15 @@ def _listed_id(item) -> str | None:
     return _case_id(item) or (callspec.id if callspec is not None else None)
 
 
+def _listed_entry(entries: list, item) -> deviations.Deviation | None:
+    """Return the first deviation entry that lists a test: by its golden case id or parameter
+    id (_listed_id), or, for a test without parameters (a property test such as
+    test_dx_sums_to_zero), by its name exactly."""
+    if getattr(item, "callspec", None) is None:
+        return deviations.first_naming(entries, item.name)
+    return deviations.first_match(entries, item.originalname, _listed_id(item))
+
+
 def _drop_caseless(items: list) -> None:
     """Remove the bn_cases tests of an op that has no case in the folder (pytest's empty
     parameter set, e.g. a --cases folder without quantized cases): nothing to run."""
@@ -383,10 +392,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
         return
     used = set()
     for item in items:
-        listed_id = _listed_id(item)
-        if listed_id is None:
-            continue
-        entry = deviations.first_match(state.deviations, item.originalname, listed_id)
+        entry = _listed_entry(state.deviations, item)
         if entry is not None:
             used.add(entry)
             item.add_marker(pytest.mark.xfail(reason=deviations.xfail_reason(entry),

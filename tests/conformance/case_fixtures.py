@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Imported here, before pytester's sys.modules snapshot: the snapshot drops modules a test
+# imported, and ml_dtypes' extension registers its dtypes once per process, so importing
+# it again in the next test raises 'DType bfloat16 appears already registered'.
+import ml_dtypes  # noqa: F401
 import numpy as np
 
 from bnspec.flags import (DEFAULT_EPS, DEFAULT_MOMENTUM, DTYPES, Flags, case_id, error_case_id,

@@ -82,3 +82,20 @@ def test_a_generated_test_is_listed_by_its_parameter_id():
     assert _listed_id(SimpleNamespace()) is None  # not parametrized: nothing to list
     entry, = dev.parse("test_invalid_input::overlap_*_forward  # no overlap check\n", "m.txt")
     assert entry.matches("test_invalid_input", _listed_id(generated))
+
+
+def test_a_test_without_parameters_is_listed_by_its_exact_name():
+    from types import SimpleNamespace
+
+    from conformance.plugin import _listed_entry
+
+    entries = dev.parse("*  # every case\ntest_dx_*  # a wildcard names no test\n"
+                        "test_properties::test_dx_sums_to_zero  # scoped: a case pattern\n"
+                        "test_dx_sums_to_zero  # the property test itself\n", "m.txt")
+    plain = SimpleNamespace(name="test_dx_sums_to_zero", originalname="test_dx_sums_to_zero")
+    assert _listed_entry(entries, plain) is entries[3]
+    assert [e.names_test("test_dx_sums_to_zero") for e in entries] == [False, False, False, True]
+    assert _listed_entry(entries, SimpleNamespace(name="test_layouts", originalname="x")) is None
+    golden = SimpleNamespace(originalname="test_forward", name="test_forward[fwd_x]",
+                             callspec=SimpleNamespace(params={"case_id": "fwd_x"}, id="fwd_x"))
+    assert _listed_entry(entries, golden) is entries[0]  # a parametrized test: by its id

@@ -182,6 +182,44 @@ def test_listed_deviation_that_passes_fails_the_run_naming_the_entry(suite):
     assert all("XPASS(strict)" in r["message"] for r in doc["results"] if r["outcome"] == "fail")
 
 
+DX_OFF = """
+from backends.numpy_backend import NumpyBackend
+
+
+class DxOff(NumpyBackend):
+    \"\"\"dx + 1 everywhere: no channel's dx sums to zero.\"\"\"
+
+    def backward(self, *args, **kw):
+        out = super().backward(*args, **kw)
+        out["dx"] = out["dx"] + 1
+        return out
+"""
+
+
+@pytest.mark.parametrize("backend, outcome", [("dxoff:DxOff", {"xfailed": 1}),
+                                              ("numpy", {"failed": 1})])
+def test_a_test_without_parameters_is_listed_by_its_name(pytester, monkeypatch, backend,
+                                                         outcome):
+    """test_dx_sums_to_zero (a property test: no case, no parameter id) listed by its name:
+    failing, it is an xfail naming the entry; passing, an XPASS(strict) that fails the run."""
+    with_root_on_path(monkeypatch)
+    monkeypatch.delenv("BN_BACKEND", raising=False)
+    pytester.makepyfile(dxoff=DX_OFF)
+    (pytester.path / "dev.txt").write_text("test_dx_sums_to_zero  # dx does not sum to zero\n")
+    result = pytester.runpytest_subprocess(
+        f"{SUITE_DIR / 'test_properties.py'}::test_dx_sums_to_zero", "--backend", backend,
+        "--known-deviations", "dev.txt", "--report-dir", str(pytester.path / "reports"),
+        "-p", "no:cacheprovider", "-p", "no:randomly", "-rxX")
+    result.assert_outcomes(**outcome)
+    reason = "known deviation dev.txt:1 test_dx_sums_to_zero: dx does not sum to zero"
+    if "xfailed" in outcome:
+        result.stdout.fnmatch_lines([f"XFAIL *test_dx_sums_to_zero*{reason}"])
+        assert result.ret == pytest.ExitCode.OK
+    else:
+        result.stdout.fnmatch_lines([f"[[]XPASS(strict)[]] {reason}"])
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "UnmatchedDeviationWarning" not in result.stdout.str()
+
 def test_user_deviation_files_add_to_the_backend_list(suite):
     path = suite.pytester.path
     (path / "dev.txt").write_text("test_forward::fwd_*_fp32_2x3_*   # the 2-d case\n")
