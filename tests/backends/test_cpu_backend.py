@@ -272,7 +272,10 @@ def test_float16_output_rounds_to_nearest_even():
 # --- determinism ------------------------------------------------------------------------------
 
 DETERMINISM_SHAPES = (((8, 16, 7, 7), 1), ((2, 3, 5000), 1), ((5000, 24), 1),
-                      ((33, 2100), 1), ((1, 70000), 0))
+                      ((33, 2100), 1), ((1, 70000), 0),
+                      # wide channel-last rows: row-major block kernels with a partial last
+                      # vector and a short last run of rows, channels finished by several threads
+                      ((300, 1003), 1))
 
 
 def all_outputs(inputs, flags, axis):

@@ -67,6 +67,10 @@ constexpr std::int64_t kMinParallelElems = std::int64_t(1) << 15;
 // and the normalisation) when there are at least this many channels per thread.
 constexpr std::int64_t kMinChannelsPerThread = 4;
 
+// Channels whose merges and scalars one thread finishes in a row (for_channels): a wide
+// channel-last tensor (C = 1024) spends as long on them as on its elementwise pass.
+constexpr std::int64_t kChannelRun = 128;
+
 // --- the problem --------------------------------------------------------------------------
 
 struct Geometry {
