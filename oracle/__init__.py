@@ -11,13 +11,15 @@ and ``oracle.evaluate_quantized`` (oracle/quantized.py).
 """
 from bnspec.flags import DEFAULT_EPS, DEFAULT_MOMENTUM
 
-from .api import (Expected, QuantizedExpected, batch_norm, batch_norm_backward, evaluate,
-                  evaluate_quantized, output_dtype, quantized_batch_norm)
+from .api import (Expected, ExpectedBlocks, QuantizedExpected, batch_norm, batch_norm_backward,
+                  evaluate, evaluate_quantized, evaluate_streamed, output_dtype,
+                  quantized_batch_norm)
 
 __version__ = "0.1.0"
 #: Working precision (bits) of the multiprecision parts of the oracle.
 PRECISION_BITS = 256
 
-__all__ = ["Expected", "QuantizedExpected", "batch_norm", "batch_norm_backward", "evaluate",
-           "evaluate_quantized", "quantized_batch_norm", "output_dtype",
+__all__ = ["Expected", "ExpectedBlocks", "QuantizedExpected", "batch_norm",
+           "batch_norm_backward", "evaluate", "evaluate_quantized", "evaluate_streamed",
+           "quantized_batch_norm", "output_dtype",
            "DEFAULT_EPS", "DEFAULT_MOMENTUM", "__version__", "PRECISION_BITS"]

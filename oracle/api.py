@@ -14,10 +14,11 @@ import numpy as np
 
 from bnspec.flags import DEFAULT_EPS, DEFAULT_MOMENTUM, Flags
 
-from .results import Expected, QuantizedExpected, output_dtype
+from .results import Expected, ExpectedBlocks, QuantizedExpected, output_dtype
 
-__all__ = ["Expected", "QuantizedExpected", "batch_norm", "batch_norm_backward", "evaluate",
-           "evaluate_quantized", "output_dtype", "quantized_batch_norm"]
+__all__ = ["Expected", "ExpectedBlocks", "QuantizedExpected", "batch_norm",
+           "batch_norm_backward", "evaluate", "evaluate_quantized", "evaluate_streamed",
+           "output_dtype", "quantized_batch_norm"]
 
 
 def evaluate(x, gamma, beta, running_mean, running_var, dy=None, *, eps=DEFAULT_EPS,
@@ -40,6 +41,22 @@ def evaluate(x, gamma, beta, running_mean, running_var, dy=None, *, eps=DEFAULT_
     flags = Flags(bool(training), bool(fix_gamma), bool(use_global_stats), bool(output_mean_var))
     return evaluate_reference(x, gamma, beta, running_mean, running_var, dy, flags=flags,
                               eps=eps, momentum=momentum, axis=axis, variants=variants)
+
+
+def evaluate_streamed(x, gamma, beta, running_mean, running_var, dy=None, *, eps=DEFAULT_EPS,
+                      momentum=DEFAULT_MOMENTUM, fix_gamma=True, use_global_stats=False,
+                      output_mean_var=False, axis=1, training=False, variants=()) -> dict:
+    """Return what ``evaluate`` returns, but ``y`` / ``dx`` as ``ExpectedBlocks``: computed
+    block by block, in layout order, each time they are iterated (``.collect()`` gives the
+    whole ``Expected``). Memory: the inputs, the per-channel values and a few blocks of about
+    a million elements, whatever the tensor's size (oracle.channels). The numbers are those
+    of ``evaluate``."""
+    from .reference import evaluate_reference_streamed
+
+    flags = Flags(bool(training), bool(fix_gamma), bool(use_global_stats), bool(output_mean_var))
+    return evaluate_reference_streamed(x, gamma, beta, running_mean, running_var, dy,
+                                       flags=flags, eps=eps, momentum=momentum, axis=axis,
+                                       variants=variants)
 
 
 def batch_norm(x, gamma, beta, running_mean, running_var, eps=DEFAULT_EPS,

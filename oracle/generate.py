@@ -37,7 +37,7 @@ from bnspec.flags import DTYPES
 from bnspec.shape_sets import load_shape_set, shape_set_names
 
 from .case_spec import CaseSpec
-from .casefile import DEFAULT_COMMAND, Case, id_matches, render_case
+from .casefile import DEFAULT_COMMAND, Case, id_matches, render_case, write_case
 from .index import render_index
 from .inputs import make_inputs, round_to
 from .plan import default_plan, user_plan
@@ -150,8 +150,12 @@ def check_quantized_error(spec: CaseSpec, inputs: dict) -> None:
                     lambda: oracle.evaluate_quantized(*args, **quantized_kwargs(spec)))
 
 
-def build_case(spec: CaseSpec) -> tuple[Case, float]:
-    """Return (the Case of a spec, seconds spent in oracle.evaluate)."""
+def build_case(spec: CaseSpec, streamed: bool = False) -> tuple[Case, float]:
+    """Return (the Case of a spec, seconds spent in oracle.evaluate).
+
+    streamed: a fwd/bwd case's y or dx is an ``ExpectedBlocks`` (oracle.evaluate_streamed),
+    computed block by block when ``write_case`` writes it; the seconds then cover only the
+    per-channel part."""
     seconds = 0.0
     expected = {}
     quantized = None
@@ -175,7 +179,8 @@ def build_case(spec: CaseSpec) -> tuple[Case, float]:
         inputs = make_inputs(spec.family, spec.dtype, spec.shape, spec.axis,
                              with_dy=spec.op == "bwd", eps=spec.eps, seed=spec.seed, key=spec.id)
         start = time.perf_counter()
-        expected = oracle.evaluate(
+        evaluate = oracle.evaluate_streamed if streamed else oracle.evaluate
+        expected = evaluate(
             inputs["x"], inputs["gamma"], inputs["beta"], inputs["running_mean"],
             inputs["running_var"], inputs.get("dy"), eps=spec.eps, momentum=spec.momentum,
             fix_gamma=spec.flags.fix_gamma, use_global_stats=spec.flags.use_global_stats,
@@ -195,15 +200,18 @@ def write_case_files(spec: CaseSpec, folder: Path, command: str) -> dict[str, in
     The one place a single case goes from its spec to files: the scale tier's cache and
     ``--shapes --out DIR`` both call it, one case at a time, so that no more than one case
     is held in memory per process.
+
+    Streams (oracle.evaluate_streamed, oracle.casefile.write_case): memory is the case's
+    inputs and a few blocks of about a million elements, not its expected values; the files
+    are those of render_case(build_case(spec)[0]) (tests/oracle/test_streaming.py).
     """
-    case, _ = build_case(spec)
-    files = render_case(case, command)
-    del case
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    return {name: len(data) for name, data in files.items()}
+    case, _ = build_case(spec, streamed=True)
+    path = write_case(case, folder, command)
+    sizes = {path.name: path.stat().st_size}
+    sidecar = path.with_suffix(".bin")
+    if sidecar.exists():
+        sizes[sidecar.name] = sidecar.stat().st_size
+    return sizes
 
 
 def _render(task: tuple[CaseSpec, str]) -> tuple[str, dict[str, bytes], int, float]:
@@ -242,6 +250,34 @@ def render_all(specs: list[CaseSpec], jobs: int, command: str = DEFAULT_COMMAND,
             pool.close()
             pool.join()
     return dict(sorted(files.items())), sorted(stats)
+
+
+def _write_task(task: tuple[CaseSpec, str, Path]) -> tuple[str, dict, int, float]:
+    """Worker: write one case streaming; return (id, {file: bytes}, elements, seconds)."""
+    spec, command, out = task
+    start = time.perf_counter()
+    sizes = write_case_files(spec, out, command)
+    return spec.id, sizes, spec.elements, time.perf_counter() - start
+
+
+def write_all(specs: list[CaseSpec], jobs: int, out: Path, command: str) -> tuple[dict, list]:
+    """Write every spec's case into out, streaming (``write_case_files``); return ({id: {file
+    name: bytes}}, [(id, elements, seconds)]). Each worker's memory stays that of one case's
+    inputs and a few blocks, whatever the tensor's size."""
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = [(s, command, out) for s in sorted(specs, key=lambda s: (-s.elements, s.id))]
+    pool = multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else None
+    results = pool.imap_unordered(_write_task, tasks) if pool else map(_write_task, tasks)
+    sizes, stats = {}, []
+    try:
+        for cid, files, n, seconds in results:
+            sizes[cid] = files
+            stats.append((cid, n, seconds))
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return dict(sorted(sizes.items())), sorted(stats)
 
 
 def rate_summary(stats: list) -> str:
@@ -354,6 +390,14 @@ def main(argv=None) -> int:
         specs = default_plan() + quantized_plan()
         command, out, owns_folder = DEFAULT_COMMAND, args.out or DEFAULT_OUT, True
     specs = [s for s in specs if id_matches(args.filter, s.id)]
+    if not owns_folder and not args.check:  # user cases: streamed to disk, any size
+        written, stats = write_all(specs, args.jobs, out, command)
+        total_bytes = sum(n for files in written.values() for n in files.values())
+        print(f"wrote {len(specs)} cases ({sum(map(len, written.values()))} files, "
+              f"{total_bytes:,} bytes = {total_bytes / 1e6:.1f} MB) in {out}; "
+              f"{time.perf_counter() - start:.1f} s with --jobs {args.jobs}\n"
+              f"{rate_summary(stats)}")
+        return 0
     rendered, stats = render_all(specs, args.jobs, command, progress=sys.stderr.isatty())
     wanted = {name: data for files in rendered.values() for name, data in files.items()}
     full = owns_folder and args.filter is None

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -85,6 +85,31 @@ class Stream:
         total = ((w & _LOW32) + (w >> np.uint64(32))).sum(axis=1, dtype=np.uint64)
         return np.ldexp(total.astype(np.float64) - 6 * 2.0**32, -32).reshape(shape)
 
+    def _element_words(self, c: int, m: int, window: tuple, per: int) -> np.ndarray:
+        """Return the words of columns window = (j0, j1) of a (c, m) draw of `per` words per
+        element as (c, j1 - j0, per), and move the counter past the whole draw."""
+        j0, j1 = window
+        first = (np.arange(c, dtype=np.uint64)[:, None] * np.uint64(m)
+                 + np.arange(j0, j1, dtype=np.uint64)[None, :]) * np.uint64(per)
+        i = first[..., None] + np.arange(self.counter + 1, self.counter + 1 + per,
+                                         dtype=np.uint64)
+        self.counter += c * m * per
+        with np.errstate(over="ignore"):
+            return _mix(self.key + i * _GOLDEN)
+
+    def uniform_columns(self, c: int, m: int, window: tuple, low: float = 0.0,
+                        high: float = 1.0) -> np.ndarray:
+        """Return columns window of uniform((c, m), low, high): the same bits, fewer words."""
+        w = self._element_words(c, m, window, 1)[..., 0]
+        u = np.ldexp((w >> np.uint64(11)).astype(np.float64), -53)
+        return low + (high - low) * u
+
+    def normal_columns(self, c: int, m: int, window: tuple) -> np.ndarray:
+        """Return columns window of normal((c, m)): the same bits, fewer words."""
+        w = self._element_words(c, m, window, 6)
+        total = ((w & _LOW32) + (w >> np.uint64(32))).sum(axis=2, dtype=np.uint64)
+        return np.ldexp(total.astype(np.float64) - 6 * 2.0**32, -32)
+
     def integers(self, shape, low: int, high: int) -> np.ndarray:
         """Return integers in [low, high] (inclusive): low + (w >> 32) * span >> 32."""
         n = int(np.prod(shape))
@@ -115,6 +140,10 @@ class Request:
     eps: float = DEFAULT_EPS
     seed: int = 0
     key: str = ""
+    #: Columns (j0, j1) of every channel to make, or None for all; families in WINDOWED
+    #: honour it (and then make dy only when dy_wanted).
+    window: tuple | None = None
+    dy_wanted: bool = True
 
     @property
     def channels(self) -> int:
@@ -131,6 +160,24 @@ class Request:
 
     def stream(self, name: str) -> Stream:
         return Stream(self.seed, self.key, self.family, name)
+
+    @property
+    def columns(self) -> np.ndarray:
+        """Return the column indices j the family makes (all M, or the window's)."""
+        j0, j1 = self.window or (0, self.per_channel)
+        return np.arange(j0, j1)
+
+    def normal_matrix(self, s: Stream) -> np.ndarray:
+        """Return s.normal((C, M)), or only the window's columns of it."""
+        if self.window is None:
+            return s.normal((self.channels, self.per_channel))
+        return s.normal_columns(self.channels, self.per_channel, self.window)
+
+    def uniform_matrix(self, s: Stream, low: float = 0.0, high: float = 1.0) -> np.ndarray:
+        """Return s.uniform((C, M), low, high), or only the window's columns of it."""
+        if self.window is None:
+            return s.uniform((self.channels, self.per_channel), low, high)
+        return s.uniform_columns(self.channels, self.per_channel, self.window, low, high)
 
 
 @dataclass
@@ -155,26 +202,28 @@ def to_layout(cm: np.ndarray, shape, axis: int) -> np.ndarray:
 # --- families ---------------------------------------------------------------------------
 
 
-def _normal_dy(req: Request) -> np.ndarray:
+def _normal_dy(req: Request) -> np.ndarray | None:
+    if req.window is not None and not req.dy_wanted:
+        return None
     s = req.stream("dy")
-    c, m = req.channels, req.per_channel
-    return s.uniform((c, 1), -0.5, 0.5) + s.uniform((c, 1), 0.5, 1.5) * s.normal((c, m))
+    c = req.channels
+    return s.uniform((c, 1), -0.5, 0.5) + s.uniform((c, 1), 0.5, 1.5) * req.normal_matrix(s)
 
 
 def normal(req: Request) -> Data:
     """x = loc_c + scale_c z, loc_c ~ U(-2, 2), scale_c ~ U(0.5, 2), z standard normal."""
     s = req.stream("x")
-    c, m = req.channels, req.per_channel
+    c = req.channels
     loc, scale = s.uniform(c, -2, 2), s.uniform(c, 0.5, 2)
-    return Data(loc[:, None] + scale[:, None] * s.normal((c, m)), _normal_dy(req), loc, scale)
+    return Data(loc[:, None] + scale[:, None] * req.normal_matrix(s), _normal_dy(req), loc, scale)
 
 
 def uniform(req: Request) -> Data:
     """x ~ U(low_c, low_c + width_c), low_c ~ U(-3, 0), width_c ~ U(0.5, 4)."""
     s = req.stream("x")
-    c, m = req.channels, req.per_channel
+    c = req.channels
     low, width = s.uniform(c, -3, 0), s.uniform(c, 0.5, 4)
-    x = low[:, None] + width[:, None] * s.uniform((c, m))
+    x = low[:, None] + width[:, None] * req.uniform_matrix(s)
     return Data(x, _normal_dy(req), low + width / 2, width / math.sqrt(12.0))
 
 
@@ -222,10 +271,10 @@ def large_offset(req: Request) -> Data:
     """x = loc_c + (|loc_c| / ratio) z with |loc_c| in [base, 2 base): see LARGE_OFFSET."""
     ratio, base = LARGE_OFFSET[req.dtype]
     s = req.stream("x")
-    c, m = req.channels, req.per_channel
+    c = req.channels
     loc = s.signs(c, 0.3) * s.uniform(c, base, 2 * base)
     scale = np.abs(loc) / ratio
-    return Data(loc[:, None] + scale[:, None] * s.normal((c, m)), _normal_dy(req), loc, scale)
+    return Data(loc[:, None] + scale[:, None] * req.normal_matrix(s), _normal_dy(req), loc, scale)
 
 
 def tiny_var(req: Request) -> Data:
@@ -234,20 +283,21 @@ def tiny_var(req: Request) -> Data:
     mean is within 3 std of 0 so that 16-bit formats keep the spread."""
     e = req.eps if req.eps > 0 else DEFAULT_EPS
     s = req.stream("x")
-    c, m = req.channels, req.per_channel
+    c = req.channels
     factor = np.where(np.arange(c) % 2 == 0, math.sqrt(1e-3 * e), math.sqrt(e))
     scale = factor * s.uniform(c, 0.7, 1.4)
     loc = 3 * scale * s.uniform(c, -1, 1)
-    return Data(loc[:, None] + scale[:, None] * s.normal((c, m)), _normal_dy(req), loc, scale)
+    return Data(loc[:, None] + scale[:, None] * req.normal_matrix(s), _normal_dy(req), loc, scale)
 
 
 def constant(req: Request) -> Data:
     """Every channel constant (var = 0): channel 1 is all zeros, the others a normal value."""
     s = req.stream("x")
-    c, m = req.channels, req.per_channel
+    c = req.channels
     value = 2 * s.normal(c)
     value[1:2] = 0.0
-    return Data(np.repeat(value[:, None], m, axis=1), _normal_dy(req), value, np.zeros(c))
+    return Data(np.repeat(value[:, None], req.columns.size, axis=1), _normal_dy(req), value,
+                np.zeros(c))
 
 
 def one_per_channel(req: Request) -> Data:
@@ -263,10 +313,10 @@ def long(req: Request) -> Data:
     if req.per_channel <= 65536:
         raise ValueError(f"shape={req.shape!r}, axis={req.axis}: long needs M > 65536")
     s = req.stream("x")
-    c, m = req.channels, req.per_channel
+    c = req.channels
     scale = s.uniform(c, 0.5, 2)
     loc = s.signs(c) * scale * s.uniform(c, 1, 4)
-    return Data(loc[:, None] + scale[:, None] * s.normal((c, m)), _normal_dy(req), loc, scale)
+    return Data(loc[:, None] + scale[:, None] * req.normal_matrix(s), _normal_dy(req), loc, scale)
 
 
 def channels(req: Request) -> Data:
@@ -323,11 +373,11 @@ def f16_overflow(req: Request) -> Data:
     other dtypes, where nothing overflows (a control).
     """
     s = req.stream("x")
-    c, m = req.channels, req.per_channel
+    c = req.channels
     loc = s.signs(c, 0.4) * s.uniform(c, 40000, 56000)
-    x = loc[:, None] + 8000 * s.uniform((c, m), -1, 1)
+    x = loc[:, None] + 8000 * req.uniform_matrix(s, -1, 1)
     scale = np.full(c, 8000 / math.sqrt(3.0))
-    x[0] = np.where(np.arange(m) % 2 == 0, 65504.0, -65504.0)
+    x[0] = np.where(req.columns % 2 == 0, 65504.0, -65504.0)
     loc[0], scale[0] = 0.0, 65504.0
     return Data(x, _normal_dy(req), loc, scale)
 
@@ -416,15 +466,75 @@ def make_inputs(family: str, dtype: str, shape, axis: int, *, with_dy: bool, eps
     shape = tuple(int(n) for n in shape)
     if len(shape) < 1 or not -len(shape) <= axis < len(shape):
         raise ValueError(f"axis={axis!r} is out of range for shape={shape!r}")
-    req = Request(family, dtype, shape, axis, float(eps), int(seed), key)
+    req = Request(family, dtype, shape, axis, float(eps), int(seed), key, dy_wanted=with_dy)
+    if family in WINDOWED and math.prod(shape) > GENERATE_CHUNK:
+        return _make_windowed(req, with_dy)
     data = FAMILIES[family](req)
     out = {"x": round_to(to_layout(data.x, shape, axis), dtype)}
+    return _finish_inputs(req, data, out, with_dy)
+
+
+def _finish_inputs(req: Request, data: Data, out: dict, with_dy: bool) -> dict:
+    """Add the rounded parameters (and dy unless out has it) to out; return out."""
+    dtype, shape, axis = req.dtype, req.shape, req.axis
     params = data.params or default_params(req, data.loc, data.scale)
     pdtype = DTYPES[dtype].param
     for name in ("gamma", "beta", "running_mean", "running_var"):
         out[name] = round_to(np.asarray(params[name], dtype=np.float64), pdtype)
     tiny = FORMATS[pdtype].min_subnormal
     out["running_var"] = np.maximum(out["running_var"], np.asarray(tiny).astype(out["running_var"].dtype))
-    if with_dy:
+    if with_dy and "dy" not in out:
         out["dy"] = round_to(to_layout(data.dy, shape, axis), dtype)
     return out
+
+
+#: Families whose data a window of columns at a time can make (Request.window), and the
+#: elements above which make_inputs makes them so: memory then stays a few tens of bytes per
+#: element of one window instead of growing with the tensor (48 bytes of stream words per
+#: normal variate). The bits are the same either way (tests/oracle/test_streaming.py).
+WINDOWED = ("normal", "uniform", "large_offset", "tiny_var", "constant", "long", "channels",
+            "f16_overflow")
+GENERATE_CHUNK = 1 << 20
+
+
+def layout_windows(shape, axis: int, chunk: int) -> list[tuple[int, int]]:
+    """Return column windows [j0, j1) of the [C, M] channel view, covering 0..M, each of
+    about chunk / C columns and each a block of the layout: whole multiples of Q (the
+    product of the dimensions after the channel axis) or part of one run of Q."""
+    ax = axis % len(shape)
+    c, q = int(shape[ax]), math.prod(shape[ax + 1:])
+    m = math.prod(shape) // max(c, 1)
+    width = max(1, chunk // max(c, 1))
+    if q <= width:
+        step = (width // q) * q
+        return [(j, min(m, j + step)) for j in range(0, m, step)]
+    return [(p * q + q0, p * q + min(q, q0 + width)) for p in range(m // q)
+            for q0 in range(0, q, width)]
+
+
+def put_window(out: np.ndarray, block: np.ndarray, axis: int, window: tuple) -> None:
+    """Write the [C, j1 - j0] channel-view block of columns window into the layout array
+    out (a window of layout_windows)."""
+    ax = axis % out.ndim
+    c, q = out.shape[ax], math.prod(out.shape[ax + 1:])
+    x3 = out.reshape(-1, c, q)
+    j0, j1 = window
+    if j0 % q == 0 and j1 % q == 0:
+        x3[j0 // q: j1 // q] = block.reshape(c, -1, q).transpose(1, 0, 2)
+    else:
+        x3[j0 // q, :, j0 % q: j0 % q + (j1 - j0)] = block
+
+
+def _make_windowed(req: Request, with_dy: bool) -> dict:
+    """make_inputs for a family of WINDOWED, one layout window at a time."""
+    np_dtype = numpy_dtype(req.dtype)
+    out = {"x": np.empty(req.shape, dtype=np_dtype)}
+    if with_dy:
+        out["dy"] = np.empty(req.shape, dtype=np_dtype)
+    data = None
+    for window in layout_windows(req.shape, req.axis, GENERATE_CHUNK):
+        data = FAMILIES[req.family](replace(req, window=window))
+        put_window(out["x"], round_to(data.x, req.dtype), req.axis, window)
+        if with_dy:
+            put_window(out["dy"], round_to(data.dy, req.dtype), req.axis, window)
+    return _finish_inputs(req, data, out, with_dy)

@@ -26,6 +26,7 @@ which yields their NaN or infinity exactly.
 """
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -38,10 +39,11 @@ from bnspec.validate import check_arguments
 from . import condition, fastpath
 from .assemble import (channel_view, expected_from_scalars, finish, from_channel_view,
                        triple_columns, unsafe, unsafe_scalars)
-from .exact import exact_dot, exact_sum
+from . import channels
+from .channels import ChannelSource, first_pass, layout_tiles, second_pass, tile_to_layout
 from .mp import (MAX_PRECISION_BITS, MP, PRECISION_BITS, decided, exact_sqrt, mpf, quotient,
                  same_kind, to_float)
-from .results import Expected
+from .results import Expected, ExpectedBlocks
 from .variants import check_variants
 
 
@@ -65,17 +67,32 @@ def evaluate_reference(x, gamma, beta, running_mean, running_var, dy, *, flags: 
                        momentum, axis, variants=()) -> dict[str, Expected]:
     """Return the expected outputs (see oracle.api.evaluate for what is returned), under the
     named semantic variants (oracle.variants) if any."""
+    streamed = evaluate_reference_streamed(x, gamma, beta, running_mean, running_var, dy,
+                                           flags=flags, eps=eps, momentum=momentum, axis=axis,
+                                           variants=variants)
+    return {name: e.collect() if isinstance(e, ExpectedBlocks) else e
+            for name, e in streamed.items()}
+
+
+def evaluate_reference_streamed(x, gamma, beta, running_mean, running_var, dy, *,
+                                flags: Flags, eps, momentum, axis, variants=(),
+                                chunk: int | None = None) -> dict[str, Expected | ExpectedBlocks]:
+    """Return the expected outputs as evaluate_reference does, but the per-element output
+    (y or dx) as ``ExpectedBlocks``: computed block by block (about chunk elements each) when
+    iterated, in layout order, so that memory does not grow with the tensor (oracle.channels;
+    chunk defaults to oracle.channels.CHUNK).
+    The per-channel outputs are computed here, in one or two passes over x and dy."""
     dtype, ax = check_arguments(x, gamma, beta, running_mean, running_var, axis=axis, eps=eps,
                                 momentum=momentum, dy=dy)
     names = check_variants(variants)
     with MP.workprec(PRECISION_BITS), np.errstate(all="ignore"):
         return _Evaluation(x, gamma, beta, running_mean, running_var, dy, flags, float(eps),
-                           float(momentum), dtype, ax, names).outputs()
+                           float(momentum), dtype, ax, names, chunk or channels.CHUNK).outputs()
 
 
 class _Evaluation:
     def __init__(self, x, gamma, beta, running_mean, running_var, dy, flags, eps, momentum,
-                 dtype, axis, variants=frozenset()):
+                 dtype, axis, variants=frozenset(), chunk: int = channels.CHUNK):
         self.variants = variants
         if "eps_min_1e-5" in variants:
             eps = max(eps, 1e-5)
@@ -88,9 +105,10 @@ class _Evaluation:
         self.flags = flags
         self.dtype = dtype
         self.param = DTYPES[dtype].param
-        self.X = channel_view(np.asarray(x), axis)
-        self.DY = None if dy is None else channel_view(np.asarray(dy), axis)
-        self.C, self.M = self.X.shape
+        self._x, self._dy = x, dy
+        self.source = ChannelSource(x, dy, axis, chunk)
+        self.C, self.M = self.source.C, self.source.M
+        self.has_dy = dy is not None
         as64 = lambda a: np.asarray(a).astype(np.float64)  # noqa: E731
         self.G, self.B = as64(gamma), as64(beta)
         self.RM, self.RV = as64(running_mean), as64(running_var)
@@ -110,20 +128,35 @@ class _Evaluation:
 
     # --- per-channel statistics -------------------------------------------------------
 
+    @functools.cached_property
+    def X(self) -> np.ndarray:
+        """The whole [C, M] channel view of x (float64): only the variants' paths use it."""
+        return channel_view(np.asarray(self._x), self.axis)
+
+    @functools.cached_property
+    def DY(self) -> np.ndarray | None:
+        """The whole channel view of dy, or None (variants' paths only)."""
+        return None if self._dy is None else channel_view(np.asarray(self._dy), self.axis)
+
     def _statistics(self):
         C, M, flags = self.C, self.M, self.flags
         st = _Scalars(C)
         # gamma/beta enter only y, dx (and dgamma through nothing): a non-finite one leaves
         # the statistics exact and sends that channel's y and dx down the IEEE path.
         self.params_ok = np.isfinite(self.G_eff) & np.isfinite(self.B)
-        x_ok = np.isfinite(self.X).all(axis=1)
+        # Terms of a reduction count at least as the smallest normal number of the
+        # accumulation dtype: below it rounding errors are absolute (oracle.condition).
+        self.floor = FORMATS["float64" if self.dtype == "float64" else "float32"].min_normal
+        sums = self.sums = first_pass(self.source, self.floor,
+                                      flags.batch_stats and self.eps_finite)
+        x_ok = sums.x_ok
         for c in range(C if self.eps_finite else 0):
             if flags.batch_stats:
                 if not x_ok[c]:
                     continue
-                S = exact_sum(self.X[c])
+                S = sums.exact_x[c]
                 mu = S / M
-                var = st.var_biased[c] = exact_dot(self.X[c], self.X[c]) / M - mu * mu
+                var = st.var_biased[c] = sums.exact_xx[c] / M - mu * mu
                 if "variance_unbiased" in self.variants:
                     if M == 1:
                         continue  # 0/0: NaN, from the IEEE shadow
@@ -153,11 +186,14 @@ class _Evaluation:
         self.st = st
         # IEEE float64 shadow of the statistics, for channels the exact path does not take.
         with np.errstate(all="ignore"):
+            mu64 = sums.sum_x / M if flags.batch_stats else self.RM.copy()
+            self.mu_cols = triple_columns(st.mu)
+            self.centered = second_pass(self.source, self.floor, mu64, self.mu_cols[0][:, 0],
+                                        flags.batch_stats)
             if flags.batch_stats:
-                mu64 = self.X.sum(axis=1) / M
-                var64 = ((self.X - mu64[:, None]) ** 2).sum(axis=1) / M
+                var64 = self.centered.sq_dev / M
             else:
-                mu64, var64 = self.RM.copy(), self.RV.copy()
+                var64 = self.RV.copy()
             if "variance_unbiased" in self.variants and flags.batch_stats:
                 var64 = var64 * M / np.float64(M - 1)
             ve64 = var64 + self.eps_d64
@@ -167,10 +203,7 @@ class _Evaluation:
             if flags.batch_stats and self.eps == 0 and "invstd_inf_at_zero" not in self.variants:
                 r64 = np.where(ve64 == 0, 0.0, r64)
         self.mu64, self.ve64, self.r64 = mu64, ve64, r64
-        # Terms of a reduction count at least as the smallest normal number of the
-        # accumulation dtype: below it rounding errors are absolute (oracle.condition).
-        self.floor = FORMATS["float64" if self.dtype == "float64" else "float32"].min_normal
-        self.mean_abs_x = self._magnitude(self.X).mean(axis=1)
+        self.mean_abs_x = sums.sum_mag_x / M
 
     def _invstd(self, var: Fraction, prec: int):
         """(r as mpf at prec bits, r as a Fraction when rational else None, 1/r^2 as a
@@ -256,13 +289,13 @@ class _Evaluation:
                 out.pop("invstd", None)
             return out
         out = {}
-        if self.DY is None:
-            out["y"] = self._y()
+        if not self.has_dy:
+            out["y"] = self._blocks("y", self._y_tile)
             if self.mean_invstd_returned():
                 out["mean"], out["invstd"] = self._mean_invstd()
         else:
             out.update(self._backward())
-        if self.stats_update_due(self.DY is None):
+        if self.stats_update_due(not self.has_dy):
             out["running_mean"], out["running_var"] = self._updated_running_stats()
         else:
             out["running_mean"], out["running_var"] = self._unchanged_running_stats()
@@ -272,30 +305,56 @@ class _Evaluation:
         f = lambda a: from_channel_view(a, self.shape, self.axis)  # noqa: E731
         return Expected(e.name, e.dtype, f(e.hi), f(e.lo), f(e.rounded), f(e.cond))
 
-    def _element_mask(self, *arrays):
-        mask = np.broadcast_to((self.st.exact & self.params_ok)[:, None], self.X.shape).copy()
+    def _element_mask(self, rows: slice, *arrays):
+        exact = (self.st.exact & self.params_ok)[rows, None]
+        mask = np.broadcast_to(exact, arrays[0].shape).copy()
         for a in arrays:
             mask &= np.isfinite(a)
         return mask
 
-    def _y(self) -> Expected:
-        st, X = self.st, self.X
-        mu = triple_columns(st.mu)
+    def _blocks(self, name: str, tile_fn) -> ExpectedBlocks:
+        """Return the per-element output `name` whose tile (c0, c1, j0, j1) of the channel
+        view tile_fn evaluates, as blocks in layout order (oracle.channels.layout_tiles)."""
+        q = self.source.Q
+
+        def make():
+            for c0, c1, j0, j1 in layout_tiles(self.shape, self.axis, self.source.chunk):
+                with MP.workprec(PRECISION_BITS), np.errstate(all="ignore"):
+                    e = tile_fn(slice(c0, c1), j0, j1)
+                yield Expected(e.name, e.dtype, *(tile_to_layout(getattr(e, key), q)
+                                                  for key in ("hi", "lo", "rounded", "cond")))
+
+        return ExpectedBlocks(name, self.dtype, tuple(self.shape), make)
+
+    def _columns(self, values: list) -> tuple:
+        """Return triple_columns(values), computed once per list."""
+        cache = self.__dict__.setdefault("_column_cache", {})
+        if id(values) not in cache:
+            cache[id(values)] = (values, triple_columns(values), unsafe_scalars(values))
+        return cache[id(values)][1:]
+
+    def _y_tile(self, rows: slice, j0: int, j1: int) -> Expected:
+        st = self.st
+        X = self.source.block("x", rows.start, rows.stop, j0, j1)
+        mu = tuple(t[rows] for t in self.mu_cols)
+        s_cols, unsafe_s = self._columns(st.s)
+        _, unsafe_mu = self._columns(st.mu)
+        B = self.B[rows, None]
         hi, lo, err = fastpath.blockwise(fastpath.y_value, [X],
-                                         [mu, triple_columns(st.s), self.B[:, None]])
-        exact_mask = self._element_mask(X)
+                                         [mu, tuple(t[rows] for t in s_cols), B])
+        exact_mask = self._element_mask(rows, X)
 
         def slow(index, prec):
-            return self._y_slow(index[0], X[index], prec)
+            return self._y_slow(rows.start + index[0], X[index], prec)
 
         with np.errstate(all="ignore"):
-            ieee = (X - self.mu64[:, None]) * self.r64[:, None] * self.G_eff[:, None] + self.B[:, None]
-        s64 = np.array([to_float(s) for s in st.s])[:, None]
-        cond = condition.cond_y(X, mu[0], s64, self.B[:, None], self.mean_abs_x[:, None],
+            ieee = ((X - self.mu64[rows, None]) * self.r64[rows, None] * self.G_eff[rows, None]
+                    + B)
+        s64 = s_cols[0][rows]
+        cond = condition.cond_y(X, mu[0], s64, B, self.mean_abs_x[rows, None],
                                 self.flags.batch_stats)
-        e = finish("y", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond,
-                    unsafe(X) | unsafe_scalars(st.s) | unsafe_scalars(st.mu))
-        return self._reshape(e)
+        return finish("y", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond,
+                      unsafe(X) | unsafe_s[rows] | unsafe_mu[rows])
 
     def _mean_invstd(self) -> tuple[Expected, Expected]:
         st = self.st
@@ -365,77 +424,24 @@ class _Evaluation:
                                    condition.cond_running_var(self.RV, mf, ve, self.eps)),
         )
 
-    def _backward(self) -> dict[str, Expected]:
-        st, X, DY, M, flags = self.st, self.X, self.DY, self.M, self.flags
-        dy_ok = np.isfinite(DY).all(axis=1)
+    def _backward(self) -> dict:
+        st, M, flags, sums = self.st, self.M, self.flags, self.sums
+        dy_ok = sums.dy_ok
         sdy, dotp = [], []
         for c in range(self.C):
-            if dy_ok[c]:
-                sdy.append(exact_sum(DY[c]))
-            else:
-                sdy.append(None)
-            if st.exact[c] and dy_ok[c] and np.isfinite(X[c]).all():
-                dotp.append(exact_dot(X[c], DY[c]) - st.mu[c] * sdy[c])
+            sdy.append(sums.exact_dy[c] if dy_ok[c] else None)
+            if st.exact[c] and dy_ok[c] and sums.x_ok[c]:
+                dotp.append(sums.exact_xdy[c] - st.mu[c] * sdy[c])
             else:
                 dotp.append(None)
-        w_terms = triple_columns(st.s)  # w = r g = s
-        mu = triple_columns(st.mu)
-        abs_d = np.abs(X - mu[0])
-        abs_dy = self._magnitude(DY)
-        with np.errstate(all="ignore"):
-            d64 = X - self.mu64[:, None]
-            w64 = (self.r64 * self.G_eff)[:, None]
-            sdy64 = DY.sum(axis=1)
-            dotp64 = (d64 * DY).sum(axis=1)
+        sdy64, dotp64 = sums.sum_dy, self.centered.dev_dy
+        self.bwd = _BackwardScalars(sdy, dotp, sdy64, dotp64)
         if flags.batch_stats:
-            a_vals = [s / M if s is not None else Fraction(0) for s in sdy]
+            self.bwd.a_vals = [s / M if s is not None else Fraction(0) for s in sdy]
             # k = dotp r^2 / M = dotp / (M ve), ve = 1/r^2 (0 where r = 0)
-            k_vals = [quotient(p, M * st.ve[c]) if p is not None and st.ve[c] != 0
-                      else Fraction(0) for c, p in enumerate(dotp)]
-            hi, lo, err = fastpath.blockwise(
-                fastpath.dx_batch_value, [X, DY],
-                [mu, triple_columns(a_vals), triple_columns(k_vals), w_terms])
-            exact_mask = self._element_mask(X, DY) & dy_ok[:, None] & np.array(
-                [p is not None for p in dotp])[:, None]
-            with np.errstate(all="ignore"):
-                k64 = dotp64 * self.r64**2 / M
-                ieee = (DY - (sdy64 / M)[:, None] - d64 * k64[:, None]) * w64
-
-            def slow(index, prec):
-                c, j = index
-                d = Fraction(X[c, j]) - st.mu[c]
-                if isinstance(k_vals[c], Fraction):  # the inner sum is exact
-                    t = Fraction(DY[c, j]) - a_vals[c] - d * k_vals[c]
-                else:  # a variant with an irrational k: at the working precision
-                    t = mpf(Fraction(DY[c, j]) - a_vals[c]) - mpf(d) * k_vals[c]
-                s_c = self._s_at(c, prec)
-                if isinstance(t, Fraction) and isinstance(s_c, Fraction):
-                    return t * s_c
-                return mpf(t) * mpf(s_c)
-
-            k_abs = np.abs(np.array([to_float(k) for k in k_vals]))[:, None]
-            r_abs = np.abs(np.array([to_float(r) for r in st.r]))[:, None]
-            cond = condition.cond_dx(DY, abs_d, w_terms[0], k_abs, r_abs,
-                                     abs_dy.mean(axis=1)[:, None], self.mean_abs_x[:, None],
-                                     self._magnitude(abs_d * abs_dy).mean(axis=1)[:, None], True)
-        else:
-            hi, lo, err = fastpath.blockwise(fastpath.dx_running_value, [DY], [w_terms])
-            exact_mask = self._element_mask(DY)
-            with np.errstate(all="ignore"):
-                ieee = DY * w64
-
-            def slow(index, prec):
-                c, j = index
-                s_c = self._s_at(c, prec)
-                dy = Fraction(DY[c, j])
-                return dy * s_c if isinstance(s_c, Fraction) else mpf(dy) * s_c
-
-            cond = condition.cond_dx(DY, abs_d, w_terms[0], 0, 0, 0, 0, 0, False)
-        risky = unsafe(X) | unsafe(DY) | unsafe_scalars(st.s) | unsafe_scalars(st.mu)
-        if flags.batch_stats:
-            risky = risky | unsafe_scalars(k_vals) | unsafe_scalars(a_vals)
-        dx = self._reshape(finish("dx", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond,
-                                   risky))
+            self.bwd.k_vals = [quotient(p, M * st.ve[c]) if p is not None and st.ve[c] != 0
+                               else Fraction(0) for c, p in enumerate(dotp)]
+        dx = self._blocks("dx", self._dx_tile)
 
         dgammas, dbetas = [], []
         for c in range(self.C):
@@ -448,14 +454,85 @@ class _Evaluation:
                     dgammas.append(float(dotp64[c] * self.r64[c]))
             dbetas.append(sdy[c] if sdy[c] is not None else float(sdy64[c]))
         r_abs = np.abs(np.array([to_float(r) for r in st.r]))
-        sum_abs_dy = abs_dy.sum(axis=1)
+        sum_abs_dy = sums.sum_mag_dy
         if flags.fix_gamma:
             dgamma_cond = np.zeros(self.C)
         else:
-            dgamma_cond = condition.cond_dgamma(r_abs, self._magnitude(abs_d * abs_dy).sum(axis=1),
+            dgamma_cond = condition.cond_dgamma(r_abs, self.centered.mag_d_dy,
                                                 self.mean_abs_x, sum_abs_dy, flags.batch_stats)
         return {
             "dx": dx,
             "dgamma": expected_from_scalars("dgamma", self.param, dgammas, dgamma_cond),
             "dbeta": expected_from_scalars("dbeta", self.param, dbetas, sum_abs_dy),
         }
+
+    def _dx_tile(self, rows: slice, j0: int, j1: int) -> Expected:
+        st, M, flags, bwd = self.st, self.M, self.flags, self.bwd
+        X = self.source.block("x", rows.start, rows.stop, j0, j1)
+        DY = self.source.block("dy", rows.start, rows.stop, j0, j1)
+        s_cols, unsafe_s = self._columns(st.s)
+        _, unsafe_mu = self._columns(st.mu)
+        w_terms = tuple(t[rows] for t in s_cols)  # w = r g = s
+        mu = tuple(t[rows] for t in self.mu_cols)
+        abs_d = np.abs(X - mu[0])
+        with np.errstate(all="ignore"):
+            d64 = X - self.mu64[rows, None]
+            w64 = (self.r64 * self.G_eff)[rows, None]
+        c0 = rows.start
+        if flags.batch_stats:
+            a_cols, unsafe_a = self._columns(bwd.a_vals)
+            k_cols, unsafe_k = self._columns(bwd.k_vals)
+            hi, lo, err = fastpath.blockwise(
+                fastpath.dx_batch_value, [X, DY],
+                [mu, tuple(t[rows] for t in a_cols), tuple(t[rows] for t in k_cols), w_terms])
+            exact_mask = self._element_mask(rows, X, DY) & self.sums.dy_ok[rows, None] & (
+                np.array([p is not None for p in bwd.dotp])[rows, None])
+            with np.errstate(all="ignore"):
+                k64 = bwd.dotp64 * self.r64**2 / M
+                ieee = (DY - (bwd.sdy64 / M)[rows, None] - d64 * k64[rows, None]) * w64
+            a_vals, k_vals = bwd.a_vals, bwd.k_vals
+
+            def slow(index, prec):
+                c = c0 + index[0]
+                d = Fraction(X[index]) - st.mu[c]
+                if isinstance(k_vals[c], Fraction):  # the inner sum is exact
+                    t = Fraction(DY[index]) - a_vals[c] - d * k_vals[c]
+                else:  # a variant with an irrational k: at the working precision
+                    t = mpf(Fraction(DY[index]) - a_vals[c]) - mpf(d) * k_vals[c]
+                s_c = self._s_at(c, prec)
+                if isinstance(t, Fraction) and isinstance(s_c, Fraction):
+                    return t * s_c
+                return mpf(t) * mpf(s_c)
+
+            k_abs = np.abs(k_cols[0][rows])
+            r_abs = np.abs(np.array([to_float(r) for r in st.r[rows]]))[:, None]
+            cond = condition.cond_dx(DY, abs_d, w_terms[0], k_abs, r_abs,
+                                     (self.sums.sum_mag_dy / M)[rows, None],
+                                     self.mean_abs_x[rows, None],
+                                     (self.centered.mag_d_dy / M)[rows, None], True)
+            risky = unsafe_k[rows] | unsafe_a[rows]
+        else:
+            hi, lo, err = fastpath.blockwise(fastpath.dx_running_value, [DY], [w_terms])
+            exact_mask = self._element_mask(rows, DY)
+            with np.errstate(all="ignore"):
+                ieee = DY * w64
+
+            def slow(index, prec):
+                s_c = self._s_at(c0 + index[0], prec)
+                dy = Fraction(DY[index])
+                return dy * s_c if isinstance(s_c, Fraction) else mpf(dy) * s_c
+
+            cond = condition.cond_dx(DY, abs_d, w_terms[0], 0, 0, 0, 0, 0, False)
+            risky = False
+        risky = unsafe(X) | unsafe(DY) | unsafe_s[rows] | unsafe_mu[rows] | risky
+        return finish("dx", self.dtype, hi, lo, err, exact_mask, slow, ieee, cond, risky)
+
+
+class _BackwardScalars:
+    """Per-channel sums of the backward pass: exact sum(dy) and dotp = sum(x dy) - mu sum(dy)
+    (None where not finite), their float64 shadows, and a = sum(dy)/M, k = dotp/(M ve)."""
+
+    def __init__(self, sdy, dotp, sdy64, dotp64):
+        self.sdy, self.dotp, self.sdy64, self.dotp64 = sdy, dotp, sdy64, dotp64
+        self.a_vals: list = []
+        self.k_vals: list = []

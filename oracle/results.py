@@ -6,6 +6,7 @@ them and the conformance runner compares against them; this module imports none 
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,46 @@ class QuantizedExpected(Expected):
     """
 
     dist: np.ndarray
+
+
+@dataclass(frozen=True)
+class ExpectedBlocks:
+    """A per-element expected output (y or dx) that is computed block by block.
+
+    Iterating gives ``Expected`` records of 1-D arrays: consecutive runs of the output
+    flattened in C order (its layout), which together cover it once. Each iteration
+    computes the blocks anew (``make``), so only one block is held at a time.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple
+    make: Callable[[], Iterator[Expected]]
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= int(d)
+        return n
+
+    def __iter__(self) -> Iterator[Expected]:
+        return iter(self.make())
+
+    def collect(self) -> Expected:
+        """Return the whole output as one Expected of its shape."""
+        n = self.size
+        arrays = {key: np.empty(n) for key in ("hi", "lo", "rounded", "cond")}
+        start = 0
+        for block in self:
+            stop = start + block.rounded.size
+            for key, a in arrays.items():
+                a[start:stop] = getattr(block, key)
+            start = stop
+        if start != n:
+            raise ValueError(f"{self.name}: blocks cover {start} of {n} elements")
+        return Expected(self.name, self.dtype,
+                        *(arrays[k].reshape(self.shape) for k in ("hi", "lo", "rounded", "cond")))
 
 
 def output_dtype(name: str, data_dtype: str) -> str:

@@ -15,6 +15,11 @@ numbers, so the same case always gives the same bytes:
   inputs as the raw bits of their dtype; expected arrays as `rounded` in the raw bits of the
   output dtype, then hi and lo as float64, then cond as float32 rounded up);
 - the last line is ``sha256: <digest of every byte before it>``.
+
+``write_case`` streams: a per-element expected output given as ``ExpectedBlocks``
+(``oracle.evaluate_streamed``) is written block by block at its place in the sidecar, and
+input arrays in slices, so writing holds no copy of the sidecar; the bytes are those of
+``render_case`` (tests/oracle/test_streaming.py).
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ import numpy as np
 from bnspec.flags import numpy_dtype
 
 from .. import PRECISION_BITS, __version__
-from ..results import Expected, QuantizedExpected
+from ..results import Expected, ExpectedBlocks, QuantizedExpected
 from .model import EXCEPTIONS, INPUT_NAMES, QUANTIZED_PARAMS, SCHEMA, TOKEN, Case, expected_names
 from .number_text import decimal_value, hex_float, yaml_float
 
@@ -80,6 +85,10 @@ def _data_items(a: np.ndarray) -> list[str]:
     return [_quote(hex_float(v)) for v in np.ravel(a).astype(np.float64).tolist()]
 
 
+#: Elements per slice when an array is written to a sidecar file.
+WRITE_CHUNK = 1 << 20
+
+
 def _raw_bits(a: np.ndarray) -> bytes:
     a = np.ascontiguousarray(a)
     if a.dtype.kind == "b":
@@ -90,11 +99,112 @@ def _raw_bits(a: np.ndarray) -> bytes:
     return bits.astype(f"<u{a.dtype.itemsize}").tobytes()
 
 
+class _Sidecar:
+    """The sidecar's parts in file order: (offset, array or expected output), and its size."""
+
+    def __init__(self):
+        self.parts: list[tuple[int, object]] = []
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, item, nbytes: int) -> None:
+        self.parts.append((self.size, item))
+        self.size += nbytes
+
+    def render(self) -> bytes:
+        """Return the sidecar's bytes (held whole: for render_case)."""
+        chunks = []
+        for _, item in self.parts:
+            if isinstance(item, np.ndarray):
+                chunks.append(_raw_bits(item))
+            else:
+                e = item.collect() if isinstance(item, ExpectedBlocks) else item
+                chunks += _expected_fields(e)
+        return b"".join(chunks)
+
+    def write(self, path: Path) -> str:
+        """Write the sidecar to path a slice or block at a time; return its sha256."""
+        with open(path, "wb") as f:
+            f.truncate(self.size)
+            for offset, item in self.parts:
+                if isinstance(item, np.ndarray):
+                    flat = item.reshape(-1)
+                    f.seek(offset)
+                    for start in range(0, flat.size, WRITE_CHUNK):
+                        f.write(_raw_bits(flat[start:start + WRITE_CHUNK]))
+                else:
+                    _write_expected(f, offset, item)
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for piece in iter(lambda: f.read(1 << 24), b""):
+                digest.update(piece)
+        return digest.hexdigest()
+
+
+def _expected_fields(e: Expected) -> list[bytes]:
+    """Return the sidecar fields of an expected output: rounded in the raw bits of its own
+    dtype, hi and lo as float64, cond as float32 rounded up (a magnitude: a few digits are
+    all it needs, and up keeps it a bound), then dist (quantized out) as float64."""
+    rounded = np.ravel(np.asarray(e.rounded, dtype=np.float64))
+    cond = np.ravel(np.asarray(e.cond, dtype=np.float64))
+    cond32 = cond.astype(np.float32)
+    cond32 = np.where(cond32.astype(np.float64) < cond,
+                      np.nextafter(cond32, np.float32(np.inf)), cond32)
+    fields = [_raw_bits(rounded.astype(numpy_dtype(e.dtype))),
+              np.ravel(np.asarray(e.hi, dtype=np.float64)).astype("<f8").tobytes(),
+              np.ravel(np.asarray(e.lo, dtype=np.float64)).astype("<f8").tobytes(),
+              cond32.astype("<f4").tobytes()]
+    if isinstance(e, QuantizedExpected):
+        fields.append(np.ravel(np.asarray(e.dist, dtype=np.float64)).astype("<f8").tobytes())
+    return fields
+
+
+def _write_expected(f, offset: int, e) -> None:
+    """Write the sidecar block of an expected output (Expected or ExpectedBlocks) at offset:
+    each field of each block at its place in the field-major layout."""
+    n = int(np.prod(e.shape, dtype=np.int64))
+    size = np.dtype(numpy_dtype(e.dtype)).itemsize
+    bases = [offset, offset + size * n, offset + (size + 8) * n, offset + (size + 16) * n,
+             offset + (size + 20) * n]
+    widths = [size, 8, 8, 4, 8]
+    start = 0
+    for block in (e if isinstance(e, ExpectedBlocks) else [e]):
+        fields = _expected_fields(block)
+        for base, width, data in zip(bases, widths, fields):
+            f.seek(base + width * start)
+            f.write(data)
+        start += len(fields[1]) // 8
+
+
 def render_case(case: Case, command: str = DEFAULT_COMMAND) -> dict[str, bytes]:
     """Return {file name: bytes} of a case: ``<id>.yaml`` and, for large arrays, ``<id>.bin``.
 
     Deterministic: the same case gives the same bytes (see the module docstring).
     """
+    text, sidecar = _render_text(case, command)
+    files = {}
+    if sidecar:
+        blob = sidecar.render()
+        files[f"{case.id}.bin"] = blob
+        text += _sidecar_line(case.id, hashlib.sha256(blob).hexdigest())
+    body = text.encode("utf-8")
+    files[f"{case.id}.yaml"] = body + _digest_line(body)
+    return dict(sorted(files.items(), key=lambda kv: not kv[0].endswith(".yaml")))
+
+
+def _sidecar_line(case_id: str, digest: str) -> str:
+    return f"sidecar: {{file: {case_id}.bin, sha256: {digest}}}\n"
+
+
+def _digest_line(body: bytes) -> bytes:
+    return f"sha256: {hashlib.sha256(body).hexdigest()}\n".encode()
+
+
+def _render_text(case: Case, command: str) -> tuple[str, _Sidecar]:
+    """Return the case file's text up to (not including) its sidecar and digest lines, and
+    the sidecar's parts."""
     out = [HEADER.format(command=command, version=__version__),
            f"schema: {SCHEMA}\n",
            f"id: {_token(case.id, 'id')}\n",
@@ -120,7 +230,7 @@ def render_case(case: Case, command: str = DEFAULT_COMMAND) -> dict[str, bytes]:
     elif case.quantized is not None:
         raise ValueError(f"case {case.id!r}: only a qnt case has quantized params")
     out.append("inputs:\n")
-    sidecar = bytearray()
+    sidecar = _Sidecar()
     for name in INPUT_NAMES:
         if name not in case.inputs:
             continue
@@ -129,7 +239,7 @@ def render_case(case: Case, command: str = DEFAULT_COMMAND) -> dict[str, bytes]:
                    f"    shape: {_shape_text(a.shape)}\n")
         if a.size > INLINE_LIMIT:
             out.append(f"    sidecar: {{offset: {len(sidecar)}, count: {a.size}}}\n")
-            sidecar += _raw_bits(a)
+            sidecar.add(a, a.size * a.dtype.itemsize)
         else:
             out.append(_flow(_data_items(a), 4, "data") + "\n")
     unknown = set(case.inputs) - set(INPUT_NAMES)
@@ -148,14 +258,7 @@ def render_case(case: Case, command: str = DEFAULT_COMMAND) -> dict[str, bytes]:
         out.append("expected:\n")
         for name in names:
             out.append(_render_expected(case.expected[name], name, sidecar))
-    files = {}
-    if sidecar:
-        digest = hashlib.sha256(bytes(sidecar)).hexdigest()
-        out.append(f"sidecar: {{file: {case.id}.bin, sha256: {digest}}}\n")
-        files[f"{case.id}.bin"] = bytes(sidecar)
-    body = "".join(out).encode("utf-8")
-    files[f"{case.id}.yaml"] = body + f"sha256: {hashlib.sha256(body).hexdigest()}\n".encode()
-    return dict(sorted(files.items(), key=lambda kv: not kv[0].endswith(".yaml")))
+    return "".join(out), sidecar
 
 
 def _bool(v) -> str:
@@ -168,7 +271,16 @@ def _token_class(name: str) -> str:
     return name
 
 
-def _render_expected(e: Expected, name: str, sidecar: bytearray) -> str:
+def _render_expected(e, name: str, sidecar: _Sidecar) -> str:
+    head = (f"  {name}:\n    dtype: {_token(e.dtype, name + '.dtype')}\n"
+            f"    shape: {_shape_text(e.shape)}\n")
+    n = int(np.prod(e.shape, dtype=np.int64))
+    if isinstance(e, ExpectedBlocks):
+        if n > INLINE_LIMIT:
+            head += f"    sidecar: {{offset: {len(sidecar)}, count: {n}}}\n"
+            sidecar.add(e, n * (np.dtype(numpy_dtype(e.dtype)).itemsize + 20))
+            return head
+        e = e.collect()
     rounded = np.ravel(np.asarray(e.rounded, dtype=np.float64))
     hi = np.ravel(np.asarray(e.hi, dtype=np.float64))
     lo = np.ravel(np.asarray(e.lo, dtype=np.float64))
@@ -179,20 +291,10 @@ def _render_expected(e: Expected, name: str, sidecar: bytearray) -> str:
         raise ValueError(f"expected {name!r}: rounded, hi, lo, cond differ in size")
     if dist is not None and dist.size != rounded.size:
         raise ValueError(f"expected {name!r}: dist and rounded differ in size")
-    head = (f"  {name}:\n    dtype: {_token(e.dtype, name + '.dtype')}\n"
-            f"    shape: {_shape_text(e.shape)}\n")
     if rounded.size > INLINE_LIMIT:
-        # rounded as the bits of its own dtype; cond rounded up to float32 (a magnitude,
-        # a few digits are all it needs, and up keeps it a bound).
-        cond32 = cond.astype(np.float32)
-        cond32 = np.where(cond32.astype(np.float64) < cond,
-                          np.nextafter(cond32, np.float32(np.inf)), cond32)
-        block = b"".join([_raw_bits(rounded.astype(numpy_dtype(e.dtype))),
-                          hi.astype("<f8").tobytes(), lo.astype("<f8").tobytes(),
-                          cond32.astype("<f4").tobytes()]
-                         + ([dist.astype("<f8").tobytes()] if dist is not None else []))
         head += f"    sidecar: {{offset: {len(sidecar)}, count: {rounded.size}}}\n"
-        sidecar += block
+        extra = 8 if dist is not None else 0
+        sidecar.add(e, rounded.size * (np.dtype(numpy_dtype(e.dtype)).itemsize + 20 + extra))
         return head
     if np.dtype(numpy_dtype(e.dtype)).kind in "iu":
         r = [str(int(v)) for v in rounded.tolist()]
@@ -208,13 +310,24 @@ def _render_expected(e: Expected, name: str, sidecar: bytearray) -> str:
 
 
 def write_case(case: Case, directory, command: str = DEFAULT_COMMAND) -> Path:
-    """Return the path of the case file written into directory (plus its sidecar, if any)."""
+    """Return the path of the case file written into directory (plus its sidecar, if any).
+
+    Streams (module doc): the same bytes as render_case, without holding the sidecar. The
+    sidecar is written first and the case file last, each under a temporary name renamed
+    into place, so a reader never sees a case file whose sidecar is incomplete."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    files = render_case(case, command)
-    for name, data in files.items():
-        (directory / name).write_bytes(data)
-    stale = directory / f"{case.id}.bin"
-    if f"{case.id}.bin" not in files and stale.exists():
-        stale.unlink()
-    return directory / f"{case.id}.yaml"
+    text, sidecar = _render_text(case, command)
+    bin_path = directory / f"{case.id}.bin"
+    if sidecar:
+        partial = directory / f".{case.id}.bin.partial"
+        text += _sidecar_line(case.id, sidecar.write(partial))
+        partial.replace(bin_path)
+    elif bin_path.exists():
+        bin_path.unlink()
+    body = text.encode("utf-8")
+    path = directory / f"{case.id}.yaml"
+    partial = directory / f".{case.id}.yaml.partial"
+    partial.write_bytes(body + _digest_line(body))
+    partial.replace(path)
+    return path
