@@ -1,6 +1,6 @@
 """The conformance matrix: every available backend through the suite, side by side.
 
-    python -m conformance.matrix [--backends numpy,cpu,mxnet,torch,onnxruntime,jax] [--collect]
+    python -m conformance.matrix [--backends numpy,cpu,mxnet,torch,onnxruntime,jax,tensorflow] [--collect]
                                  [--report-dir DIR] [--out FILE] [-n 2] [-k EXPR]
 
 Runs the suite once per backend, each in its own pytest subprocess
