@@ -51,6 +51,8 @@ RECORD = pytest.StashKey[dict]()
 PACKAGE_DIR = Path(__file__).resolve().parent
 GENERATED_OFF = ("bn-conformance: --cases given: the generated tests (bn_generated: bad "
                  "inputs, properties) are not run")
+#: xdist workerinput key: the oracle version a --shapes run keys its cache with.
+SHAPES_VERSION = "bn_shapes_oracle_version"
 #: Seconds a test of the suite may run before pytest-timeout stops it (see module doc).
 DEFAULT_CASE_TIMEOUT_S = 300.0
 
@@ -226,8 +228,9 @@ def _shape_run(config: pytest.Config):
     path = Path(where, value)
     chosen = shapes.Selection(str(path) if path.is_file() else value,
                               **{k: v for k, v in given.items() if k != "cache" and v})
-    try:
-        run = shapes.plan(chosen, None if given["cache"] is None else Path(where, given["cache"]))
+    try:  # an xdist worker keys the cache with its controller's oracle version
+        run = shapes.plan(chosen, None if given["cache"] is None else Path(where, given["cache"]),
+                          getattr(config, "workerinput", {}).get(SHAPES_VERSION))
     except ValueError as exc:
         raise pytest.UsageError(f"bn-conformance: --shapes: {exc}") from None
     if not _is_controller(config):
@@ -451,6 +454,14 @@ def pytest_runtest_makereport(item, call):
         report.user_properties = [*report.user_properties,
                                   (reports.PROPERTY, json.dumps(record, allow_nan=False))]
     return report
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist controller: hand each worker the oracle version of this --shapes run."""
+    state = node.config.stash.get(STATE, None)
+    if state is not None and state.shapes is not None:
+        node.workerinput[SHAPES_VERSION] = state.shapes.cache.version
 
 
 def _is_controller(config: pytest.Config) -> bool:

@@ -127,23 +127,34 @@ class Loaded:
     rebuilt: str | None = None  # what was wrong with the entry, when it was rebuilt
 
 
-class CaseCache:
-    """The cache folder (module doc): ``ensure`` builds missing entries, ``load`` reads one."""
+class StaleOracleError(RuntimeError):
+    """The oracle's sources changed after the run fixed its oracle version."""
 
-    def __init__(self, root):
+
+class CaseCache:
+    """The cache folder (module doc): ``ensure`` builds missing entries, ``load`` reads one.
+
+    version: the oracle version of the keys (default: this process's ``oracle_version()``).
+    One run uses one version in all its processes (the xdist workers get the controller's), so
+    all its cases come from the same oracle; a process whose own oracle differs from it (the
+    sources were edited during the run) reads entries but refuses to build one.
+    """
+
+    def __init__(self, root, version: str | None = None):
         self.root = Path(root).expanduser().resolve()
+        self.version = version or oracle_version()
 
     def entry_dir(self, key: str) -> Path:
         return self.root / "entries" / key[:2] / key
 
     def case_path(self, spec: CaseSpec) -> Path:
         """Return the path of a case's YAML file in its entry (present or not)."""
-        return self.entry_dir(entry_key(spec)) / f"{spec.id}.yaml"
+        return self.entry_dir(entry_key(spec, self.version)) / f"{spec.id}.yaml"
 
     def problem(self, spec: CaseSpec) -> str | None:
         """Return what makes a case's entry unusable ("missing", ...), or None if intact
         (entry.json matches, every file has its recorded size; no file is read)."""
-        key = entry_key(spec)
+        key = entry_key(spec, self.version)
         folder = self.entry_dir(key)
         if not folder.exists():
             return "missing"
@@ -165,7 +176,7 @@ class CaseCache:
     def ensure(self, spec: CaseSpec) -> tuple[str, float]:
         """Return (what happened: "reused", "generated" or "rebuilt: <why>", seconds spent)
         after making sure the case's entry is present and intact."""
-        key = entry_key(spec)
+        key = entry_key(spec, self.version)
         if self.problem(spec) is None:  # the common case: no lock needed to read
             return "reused", 0.0
         with self._lock(key):
@@ -187,7 +198,7 @@ class CaseCache:
         try:
             return Loaded(load_case(path))
         except CaseFileError as first:
-            key = entry_key(spec)
+            key = entry_key(spec, self.version)
             with self._lock(key):
                 try:  # another process may have rebuilt it while we waited
                     return Loaded(load_case(path), rebuilt=str(first))
@@ -198,16 +209,22 @@ class CaseCache:
 
     def entry_bytes(self, spec: CaseSpec) -> int:
         """Return the bytes of a present entry's case files (from its entry.json)."""
-        record = json.loads((self.entry_dir(entry_key(spec)) / ENTRY_FILE).read_text())
+        folder = self.entry_dir(entry_key(spec, self.version))
+        record = json.loads((folder / ENTRY_FILE).read_text(encoding="utf-8"))
         return sum(record["files"].values())
 
     def _build(self, spec: CaseSpec, key: str) -> None:
         """Write the case into tmp/, then rename the finished folder into place."""
+        if self.version != oracle_version():
+            raise StaleOracleError(
+                f"case {spec.id}: this run's oracle version is {self.version[:12]}..., but the "
+                f"oracle's sources now give {oracle_version()[:12]}... (edited during the "
+                "run?); rerun to generate with the current oracle")
         tmp = self._tmp(key)
         try:
             start = time.perf_counter()
             files = write_case_files(spec, tmp, case_command(spec))
-            record = {"key": key, "id": spec.id, "layout": LAYOUT, "oracle": oracle_version(),
+            record = {"key": key, "id": spec.id, "layout": LAYOUT, "oracle": self.version,
                       "case": case_parameters(spec), "files": files,
                       "seconds": round(time.perf_counter() - start, 3)}
             (tmp / ENTRY_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n",
@@ -255,7 +272,7 @@ class CaseCache:
     def link_selection(self, name: str, specs: list[CaseSpec]) -> Path:
         """Return a folder holding links to the files of every spec's (present) entry: the
         selection as a case directory (``--cases``), made atomically, reused when present."""
-        keys = [(spec.id, entry_key(spec)) for spec in specs]
+        keys = [(spec.id, entry_key(spec, self.version)) for spec in specs]
         digest = hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:16]
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         final = self.root / "sets" / f"{safe}-{digest}"
@@ -265,7 +282,7 @@ class CaseCache:
         tmp.mkdir()
         try:
             for spec in specs:
-                entry = self.entry_dir(entry_key(spec))
+                entry = self.entry_dir(entry_key(spec, self.version))
                 for file in sorted(entry.iterdir()):
                     if file.name != ENTRY_FILE:
                         target = os.path.relpath(file, final)

@@ -79,7 +79,7 @@ class ShapeRun:
                 f"{self.selection.ops}; layouts {self.selection.layouts or 'all'}): "
                 f"{c['generated']} generated, {c['reused']} reused{rebuilt} in "
                 f"{self.seconds:.1f} s{jobs}; cache {self.cache.root} "
-                f"({gb:.2f} GB for this set)")
+                f"({gb:.2f} GB for this set, oracle version {self.cache.version[:12]})")
 
     def as_record(self, portable=str) -> dict:
         """Return the report's record of the scale tier part of the run (paths written by
@@ -88,24 +88,26 @@ class ShapeRun:
                 "flags": self.selection.flags, "dtypes": self.selection.dtypes or "all",
                 "ops": self.selection.ops, "layouts": self.selection.layouts or "all",
                 **self.counts, "prepare_seconds": round(self.seconds, 1),
-                "cache": portable(self.cache.root), "cache_bytes": self.cache_bytes()}
+                "cache": portable(self.cache.root), "cache_bytes": self.cache_bytes(),
+                "oracle_version": self.cache.version}
 
 
-def plan(selection: Selection, cache_root=None) -> ShapeRun:
+def plan(selection: Selection, cache_root=None, version: str | None = None) -> ShapeRun:
     """Return the ShapeRun of a selection, planned but not prepared; ValueError names a bad
-    --shapes value (and the shipped sets) or a bad selection."""
+    --shapes value (and the shipped sets) or a bad selection. version: the oracle version of
+    the run (an xdist worker gets its controller's), by default this process's."""
     shape_set = load_shape_set(selection.shapes)
     specs = shape_set_plan(shape_set, flags=selection.flags, dtypes=selection.dtypes,
                            ops=selection.ops, layouts=selection.layouts)
-    cache = CaseCache(cache_root if cache_root is not None else default_root())
+    cache = CaseCache(cache_root if cache_root is not None else default_root(), version)
     return ShapeRun(shape_set.name, shape_set.path, selection, cache,
                     {spec.id: spec for spec in specs})
 
 
-def _ensure(task: tuple[Path, object]) -> tuple[str, str, float]:
+def _ensure(task: tuple[Path, str, object]) -> tuple[str, str, float]:
     """Worker: return (id, outcome, seconds) after ensuring one case's cache entry."""
-    root, spec = task
-    outcome, seconds = CaseCache(root).ensure(spec)
+    root, version, spec = task
+    outcome, seconds = CaseCache(root, version).ensure(spec)
     return spec.id, outcome, seconds
 
 
@@ -120,7 +122,7 @@ def prepare(run: ShapeRun, jobs: int = 1, say=None) -> ShapeRun:
     outcomes = {s.id: "reused" for s in specs if run.cache.problem(s) is None}
     todo = [s for s in specs if s.id not in outcomes]
     run.jobs = max(1, min(jobs, len(todo)))
-    tasks = [(run.cache.root, spec) for spec in todo]
+    tasks = [(run.cache.root, run.cache.version, spec) for spec in todo]
     if run.jobs == 1:
         results = map(_ensure, tasks)
         pool = None
