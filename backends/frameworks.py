@@ -84,3 +84,16 @@ def write_back(target, value: np.ndarray) -> None:
             and target.shape == value.shape and target.dtype == value.dtype):
         np.copyto(target, value)
 
+
+
+def moved_axis(x: np.ndarray, axis, to: int) -> np.ndarray:
+    """Return np.moveaxis(x, axis, to) for a framework whose operator has a fixed channel
+    axis (ONNX, OpenVINO: 1); a refusal of the axis is reported naming axis."""
+    try:
+        return np.moveaxis(x, axis, to)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"axis={axis!r}: moveaxis(x, axis, {to}) refused it: {exc}") from exc
+    except OverflowError as exc:
+        raise ValueError(f"axis={axis!r}: moveaxis(x, axis, {to}) refused it: {exc}") from exc
+    except IndexError as exc:
+        raise RejectedInput("numpy", exc, f"axis={axis!r}: {exc}") from exc

@@ -44,7 +44,7 @@ import numpy as np
 from bnspec.profiles import ONNXRUNTIME_PROFILE
 from conformance.adapter import Capabilities
 
-from .frameworks import RejectedInput, UnavailableBackend, native, rejections, write_back
+from .frameworks import UnavailableBackend, moved_axis, native, rejections, write_back
 
 INSTALL = "pip install -e '.[onnxruntime]' (onnxruntime and onnx)"
 OPSET = 15
@@ -87,7 +87,7 @@ class OnnxRuntimeBackend:
         params = [native(a) for a in (gamma, beta, running_mean, running_var)]
         if fix_gamma:
             params[0] = np.ones(params[0].shape, dtype=params[0].dtype)
-        moved = np.ascontiguousarray(_move(x, axis, 1))
+        moved = np.ascontiguousarray(moved_axis(x, axis, 1))
         train = bool(training and not use_global_stats)
         with rejections("onnxruntime", self._errors):
             session = self._session(_type_key(moved), _type_key(params[2]),
@@ -169,19 +169,6 @@ def _tensor_type(name: str, dtype_str: str) -> int:
     except (KeyError, TypeError, ValueError) as exc:
         raise TypeError(f"{name}.dtype={np.dtype(dtype_str)} has no ONNX tensor type: "
                         f"{exc!r}") from exc
-
-
-def _move(x: np.ndarray, axis, to: int) -> np.ndarray:
-    """Return np.moveaxis(x, axis, to); ONNX has no axis attribute, so a refusal of the axis
-    is reported naming axis."""
-    try:
-        return np.moveaxis(x, axis, to)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"axis={axis!r}: moveaxis(x, axis, {to}) refused it: {exc}") from exc
-    except OverflowError as exc:
-        raise ValueError(f"axis={axis!r}: moveaxis(x, axis, {to}) refused it: {exc}") from exc
-    except IndexError as exc:
-        raise RejectedInput("numpy", exc, f"axis={axis!r}: {exc}") from exc
 
 
 def factory():

@@ -51,3 +51,9 @@ TENSORFLOW_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_not_cast
 #: no expected value, as for onnxruntime.)
 PADDLE_PROFILE: tuple[str, ...] = ("stats_updated_in_forward", "eps_float32",
                                    "invstd_inf_at_zero", "no_mean_invstd_with_running_stats")
+#: OpenVINO's BatchNormInference on the CPU plugin (backends/openvino_adapter.py, inference
+#: only): the plugin decomposes the node into scale = gamma / sqrt(variance + eps) and
+#: y = x * scale + (beta - mean * scale) with eps a constant of the float32 computation, so eps
+#: is float32(eps) for every data dtype (float16/bfloat16 data run through a float32 node;
+#: float64 models are converted to float32).
+OPENVINO_PROFILE: tuple[str, ...] = ("eps_float32",)

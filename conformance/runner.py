@@ -3,7 +3,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from bnspec.flags import Flags
+from oracle.casefile import Case
+
 INPUT_ORDER = ("x", "gamma", "beta", "running_mean", "running_var")
+FLAG_NAMES = ("training", "fix_gamma", "use_global_stats", "output_mean_var")
+
+
+def generated_case(op: str, dtype: str, kwargs: dict, arrays: dict, *, case_id: str,
+                   family: str, summary: str, shape: tuple | None = None):
+    """Return the Case a generated call (op "forward" or "step") would be as a golden case
+    (op "fwd"/"bwd", its flags, dtype, shape (default: x's), axis, eps, momentum, arrays), so
+    that a backend's supports() judges it as it judges the golden cases."""
+    flags = Flags(*(bool(kwargs.get(name, False)) for name in FLAG_NAMES))
+    return Case(id=case_id, op="bwd" if op == "step" else "fwd", family=family,
+                summary=summary, path=None, dtype=dtype,
+                shape=np.shape(arrays.get("x", ())) if shape is None else shape,
+                axis=kwargs.get("axis"), flags=flags, eps=kwargs.get("eps"),
+                momentum=kwargs.get("momentum"), cudnn_off=bool(kwargs.get("cudnn_off")),
+                inputs=arrays)
 
 
 def fresh_inputs(case) -> dict[str, np.ndarray]:

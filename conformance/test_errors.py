@@ -29,7 +29,7 @@ from conformance import bad_inputs, plugin
 from conformance.cases import ALL_DTYPES
 from conformance.input_checks import (judge_invalid, judge_unusual, mentions_value,
                                       named_parameters)
-from conformance.runner import call_backend, fresh_inputs
+from conformance.runner import FLAG_NAMES, call_backend, fresh_inputs, generated_case
 
 #: Defects found by these tests and not yet fixed, by (backend name, scenario id): strict
 #: xfails, so a fix shows up as XPASS and fails the run until its entry is removed here.
@@ -99,11 +99,28 @@ def _prepare(request, backend, scenario) -> None:
         pytest.skip(f"{backend.name}: it has no backward")
     if scenario.op == "forward" and not caps.forward:
         pytest.skip(f"{backend.name}: it has no forward")
+    unsupported = backend.supports(_scenario_case(scenario))
+    if unsupported is not None:
+        pytest.skip(f"{backend.name}: {unsupported}")
     reason = KNOWN_DEFECTS.get((backend.name, scenario.id))
     if reason:
         request.node.add_marker(pytest.mark.xfail(
             strict=True, reason=f"known defect: {reason} (conformance/test_errors.py "
                                 f"KNOWN_DEFECTS: remove the entry once fixed)"))
+
+
+def _scenario_case(scenario):
+    """Return the Case of a scenario's call for the backend's supports(): its op, flags,
+    dtype and shape; the bad values themselves (the test's subject) stay out of it."""
+    call = scenario.build()
+    flags = {name: call.kwargs.get(name) for name in FLAG_NAMES}
+    try:
+        shape = tuple(np.shape(call.arrays.get("x", ())))
+    except ValueError:  # a ragged x: no shape
+        shape = ()
+    return generated_case(scenario.op, scenario.dtype, flags, {}, shape=shape,
+                          case_id=f"gen_{scenario.id}", family="generated",
+                          summary=f"generated {scenario.op} call: {scenario.id}")
 
 
 def _repro(request, scenario) -> str:

@@ -32,15 +32,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from bnspec.flags import Flags
 from bnspec.formats import FORMATS
 from conformance import hypothesis_profiles, plugin, profiles, reports
 from conformance import property_draws as draws
 from conformance.input_checks import call_backend
 from conformance.messages import failure_message
+from conformance.runner import generated_case
 from conformance.tolerances import limit_for
 from oracle.api import Expected
-from oracle.casefile import Case
 
 pytestmark = pytest.mark.bn_generated
 OPS = ("forward", "step")
@@ -77,15 +76,9 @@ class Tier:
 
     def run(self, problem: draws.Problem) -> dict:
         """Return the backend's outputs; skip the example if the backend refuses the case."""
-        x = problem.arrays["x"]
-        flags = Flags(*(bool(problem.kwargs[k]) for k in ("training", "fix_gamma",
-                                                           "use_global_stats",
-                                                           "output_mean_var")))
-        case = Case(id="hypothesis", op="bwd" if problem.op == "step" else "fwd",
-                    family=problem.family, summary="hypothesis example", path=None,
-                    dtype=problem.dtype, shape=x.shape, axis=problem.kwargs["axis"],
-                    flags=flags, eps=problem.kwargs["eps"], momentum=problem.kwargs["momentum"],
-                    cudnn_off=False, inputs=problem.arrays)
+        case = generated_case(problem.op, problem.dtype, {**problem.kwargs, "cudnn_off": False},
+                              problem.arrays, case_id="hypothesis", family=problem.family,
+                              summary="hypothesis example")
         assume(self.backend.supports(case) is None)
         outputs = call_backend(self.backend, problem.op, problem.call())
         assert isinstance(outputs, dict), f"returned a {type(outputs).__name__}, not a dict"
