@@ -245,6 +245,36 @@ def test_special_values():
     assert np.isnan(back["running_var"][0]) and np.isfinite(back["running_var"][3:]).all()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("shape,axis", [((3, 96, 50), 1), ((300, 96), 1)],
+                         ids=["channel-first", "channel-last-wide"])
+def test_special_values_where_the_shifted_one_pass_statistics_break(dtype, shape, axis):
+    """The one-pass statistics shift by a chunk's or block's first value K: an inf there makes
+    x - K = inf - inf. Such channels must still give the IEEE mean (inf, -inf, NaN) and a NaN
+    variance, like the two-pass path; the other channels stay finite."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float32)
+    at = lambda c, i: (i, c) if axis == len(shape) - 1 else (0, c, i)  # noqa: E731
+    x[at(0, 0)] = np.inf            # the very first value of channel 0: K = inf
+    x[at(1, 0)] = -np.inf           # K = -inf
+    x[at(2, 7)] = np.inf            # inf later in the channel
+    x[at(3, 0)] = np.inf            # inf and -inf: NaN mean
+    x[at(3, 9)] = -np.inf
+    x[at(4, 0)] = np.nan            # NaN as K
+    x = x.astype(numpy_dtype(dtype))
+    c = shape[axis]
+    out = cpu.CpuBackend().forward(
+        x, np.ones(c, np.float32), np.zeros(c, np.float32), np.zeros(c, np.float32),
+        np.ones(c, np.float32), eps=1e-3, momentum=0.9, fix_gamma=False,
+        use_global_stats=False, output_mean_var=True, axis=axis, training=True)
+    mean, invstd = out["mean"], out["invstd"]
+    assert mean[0] == np.inf and mean[1] == -np.inf and mean[2] == np.inf, mean[:3]
+    assert np.isnan(mean[3]) and np.isnan(mean[4])
+    assert np.isnan(invstd[:5]).all()
+    ref = np.asarray(x, np.float64).mean(axis=tuple(i for i in range(len(shape)) if i != axis))
+    assert np.allclose(mean[5:], ref[5:], rtol=1e-6, atol=1e-6) and np.isfinite(invstd[5:]).all()
+
+
 def test_fix_gamma_overwrites_gamma_in_place():
     inputs = make_inputs((3, 4, 5), 1, "float32")
     gamma = inputs["gamma"].copy()
