@@ -63,6 +63,7 @@ itself.
 """
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
@@ -78,6 +79,10 @@ INSTALL = ("python -m backends.env tensorflow (pip install -e '.[tensorflow]': t
 #: for 16-bit data (mixed precision), float64 for float64 data.
 POLICIES = {"float64": "float64", "float32": "float32", "float16": "mixed_float16",
             "bfloat16": "mixed_bfloat16"}
+#: Keras keeps global state for every layer built (about 140 KiB each on Keras 3.15 /
+#: TensorFlow 2.21, which gc.collect does not free); ``keras.backend.clear_session()`` after
+#: this many layers bounds a whole suite run's memory. It changes no computation.
+LAYERS_PER_SESSION = 256
 
 
 def _capabilities() -> Capabilities:
@@ -109,8 +114,10 @@ class TensorFlowBackend:
     def __init__(self):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no oneDNN/CPU-feature banners
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-        import keras
-        import tensorflow as tf
+        # TensorFlow first: Keras imports its backend while it is imported, and a Keras import
+        # that fails half-way leaves modules behind that break a later, working import.
+        tf = importlib.import_module("tensorflow")
+        keras = importlib.import_module("keras")
 
         if keras.backend.backend() != "tensorflow":
             raise ImportError(f"Keras {keras.__version__} runs on its "
@@ -122,6 +129,7 @@ class TensorFlowBackend:
                         f"(cpu, TF_ENABLE_ONEDNN_OPTS={onednn})")
         self.capabilities = _capabilities()
         self._errors = (tf.errors.OpError, IndexError)
+        self._layers_built = 0
 
     def supports(self, case) -> str | None:
         """Return None for every float case; there is no quantized path."""
@@ -172,6 +180,9 @@ class TensorFlowBackend:
                axis):
         """Return a built BatchNormalization layer holding the caller's parameters and
         moving statistics (Keras's Variable.assign checks their shapes, casts their dtype)."""
+        self._layers_built += 1
+        if self._layers_built % LAYERS_PER_SESSION == 0:
+            self._keras.backend.clear_session()
         layer = self._keras.layers.BatchNormalization(
             axis=axis, momentum=keras_momentum(momentum), epsilon=eps, scale=not fix_gamma,
             dtype=policy_of(x))

@@ -294,3 +294,24 @@ def test_wrong_gamma_length_is_refused_naming_gamma_and_nothing_written(tf_backe
     with pytest.raises(ValueError, match="gamma"):
         tf_backend.forward(x, np.ones(4, np.float32), beta, rm, rv, **flags())
     np.testing.assert_array_equal(rm, rm0)
+
+
+@needs_tf
+def test_keras_session_is_cleared_every_layers_per_session_layers(tf_backend, monkeypatch):
+    """Keras keeps global state per built layer; the adapter clears it on a fixed period, and
+    the results after a clear are the same."""
+    import keras
+
+    import backends.tensorflow_adapter as adapter
+
+    cleared = []
+    real_clear = keras.backend.clear_session
+    monkeypatch.setattr(adapter, "LAYERS_PER_SESSION", 3)
+    monkeypatch.setattr(tf_backend, "_layers_built", 0)
+    monkeypatch.setattr(keras.backend, "clear_session", lambda: cleared.append(1) or real_clear())
+    x, gamma, beta, rm, rv = data(seed=14)
+    ys = [tf_backend.forward(x, gamma, beta, rm.copy(), rv.copy(), **flags())["y"]
+          for _ in range(7)]
+    assert len(cleared) == 2
+    for y in ys[1:]:
+        np.testing.assert_array_equal(y, ys[0])
