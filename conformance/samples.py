@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .compare import element_errors
+from .compare import slice_errors
 
 SAMPLE_SIZE = 12
 DIGITS = 3
@@ -35,26 +35,46 @@ def _round(value: float):
 
 
 def output_sample(got, expected) -> dict | None:
-    """Return the sample record of one output (None when got cannot be compared)."""
+    """Return the sample record of one output (None when got cannot be compared).
+
+    Taken a slice at a time (conformance.compare.slice_errors), in two passes over a large
+    output: the judged count and the worst element, then the evenly spaced picks."""
     if not isinstance(got, np.ndarray) or tuple(got.shape) != expected.shape:
         return None
-    errors = element_errors(got, expected)
-    units, ulp = errors.units.ravel(), errors.ulp.ravel()
-    judged = np.flatnonzero(~errors.special.ravel())
-    record = {"n": int(units.size), "n_exact": int(units.size - judged.size),
-              "ulp": [], "units": [], "rc": []}
-    if judged.size == 0:
+    n_judged, worst, worst_units, worst_pick = 0, None, -1.0, None
+    for start, errors in slice_errors(got, expected):
+        judged = np.flatnonzero(~errors.special)
+        if judged.size:
+            k = judged[int(np.argmax(errors.units[judged]))]
+            if errors.units[k] > worst_units:
+                worst, worst_units = start + int(k), float(errors.units[k])
+                worst_pick = (float(errors.ulp[k]), float(errors.units[k]))
+        n_judged += judged.size
+    n = int(got.size)
+    record = {"n": n, "n_exact": n - n_judged, "ulp": [], "units": [], "rc": []}
+    if n_judged == 0:
         return record
-    worst = judged[int(np.argmax(units[judged]))]
-    spread = judged[np.unique(np.linspace(0, judged.size - 1,
-                                          min(SAMPLE_SIZE, judged.size)).astype(np.int64))]
-    picks = [worst] + [int(i) for i in spread if i != worst]
-    value = np.abs(expected.hi.ravel().astype(np.float64))
-    cond = expected.cond.ravel().astype(np.float64)
-    for i in picks:
-        record["ulp"].append(_round(ulp[i]))
-        record["units"].append(_round(units[i]))
-        record["rc"].append(_round(cond[i] / value[i]) if value[i] > 0 else None)
+    ranks = np.unique(np.linspace(0, n_judged - 1, min(SAMPLE_SIZE, n_judged)).astype(np.int64))
+    picks = {worst: worst_pick}
+    order = [worst]
+    seen = 0
+    for start, errors in slice_errors(got, expected):
+        judged = np.flatnonzero(~errors.special)
+        local = ranks[(ranks >= seen) & (ranks < seen + judged.size)] - seen
+        for k in judged[local]:
+            i = start + int(k)
+            if i != worst:
+                picks[i] = (float(errors.ulp[k]), float(errors.units[k]))
+                order.append(i)
+        seen += judged.size
+    value = np.ravel(expected.hi)
+    cond = np.ravel(expected.cond)
+    for i in order:
+        ulp, units = picks[i]
+        v, c = abs(float(value[i])), float(cond[i])
+        record["ulp"].append(_round(ulp))
+        record["units"].append(_round(units))
+        record["rc"].append(_round(c / v) if v > 0 else None)
     return record
 
 

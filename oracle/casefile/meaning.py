@@ -19,7 +19,8 @@ rounding boundary (an exact tie of the true value), where both neighbours are ac
 NaN must stay NaN and +-inf the same infinity.
 
 Cost: one vectorized ``round_dd`` per array (the oracle's own fast path), and exact
-``Fraction`` arithmetic only for the few elements it cannot decide.
+``Fraction`` arithmetic only for the few elements it cannot decide. Arrays of more than
+``compact.SLICE`` elements are checked a slice at a time.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from bnspec.formats import FORMATS, round_dd, round_fraction
 
+from .compact import SLICE
 from .number_text import decimal_value, hex_float
 
 #: Relative bound of |true value - (hi + lo)| for a 32-digit decimal value (module doc).
@@ -112,17 +114,30 @@ def check_expected(fail, expected: dict) -> None:
     if not expected:  # an invalid-input case
         return
     groups: dict[str, list] = {}
+    large = [e for e in expected.values() if e.rounded.size > SLICE]
     for e in expected.values():
-        groups.setdefault(e.dtype, []).append(e)
+        if e.rounded.size <= SLICE:
+            groups.setdefault(e.dtype, []).append(e)
     for dtype, outputs in groups.items():
         found = rounding_problem(dtype, *(np.concatenate([np.ravel(getattr(e, key))
                                                           for e in outputs])
                                           for key in ("rounded", "hi", "lo")))
         if found is not None:
             _fail_at(fail, outputs, "rounded", *found)
-    found = cond_problem(np.concatenate([np.ravel(e.cond) for e in expected.values()]))
+    small = [e for e in expected.values() if e.rounded.size <= SLICE]
+    found = cond_problem(np.concatenate([np.ravel(e.cond) for e in small] + [np.zeros(0)]))
     if found is not None:
-        _fail_at(fail, list(expected.values()), "cond", *found)
+        _fail_at(fail, small, "cond", *found)
+    for e in large:  # a slice at a time: memory-mapped arrays stay unread until here
+        arrays = [np.ravel(getattr(e, key)) for key in ("rounded", "hi", "lo", "cond")]
+        for start in range(0, e.rounded.size, SLICE):
+            r, hi, lo, cond = (a[start:start + SLICE] for a in arrays)
+            found = rounding_problem(e.dtype, r, hi, lo)
+            if found is not None:
+                _fail_at(fail, [e], "rounded", start + found[0], found[1])
+            found = cond_problem(cond)
+            if found is not None:
+                _fail_at(fail, [e], "cond", start + found[0], found[1])
 
 
 def _fail_at(fail, outputs: list, key: str, flat: int, problem: str) -> None:

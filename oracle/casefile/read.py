@@ -6,6 +6,13 @@ final digest line, the absence of YAML anchors/aliases (alias bombs), a safe par
 ``MAX_ELEMENTS``, data lengths against shapes, the sidecar's size and digest, then what it can
 of the meaning (``meaning``: each ``rounded`` a correct rounding of its ``value``, ``cond``
 finite and >= 0). Every failure raises ``CaseFileError`` naming the file and the field.
+
+Memory: the sidecar is hashed a slice at a time and never read whole. Arrays of more than
+``COMPACT_FROM`` elements (large cases) are not copied: inputs and hi, lo, cond are
+read-only memory maps of the sidecar (an input's own ``sha256`` is checked first), and
+``rounded`` is held in the output dtype (derived from hi + lo in the compact layout,
+``compact``); so a loaded large case costs about one copy of its tensor per array in the
+page cache and one in memory, not eight bytes per element and field.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from bnspec.flags import DTYPES, QUANTIZED_DTYPES, Flags, numpy_dtype
 from bnspec.formats import FORMATS, round_float64
 
 from ..results import Expected, QuantizedExpected, output_dtype
+from .compact import COMPACT_FROM, SLICE, derived_rounding
 from .meaning import check_expected
 from .model import (DIST_SIDECAR_BYTES, EXCEPTIONS, EXPECTED_SIDECAR_BYTES, EXTRA_DTYPES,
                     INPUT_NAMES, QUANTIZED_PARAMS, SCHEMA, TOKEN, Case, ErrorSpec,
@@ -272,11 +280,10 @@ class _Reader:
         if size != declared or size > MAX_SIDECAR_BYTES:
             self.fail("sidecar.file", f"{bin_path} has {size} bytes, the arrays declare "
                       f"{declared} (at most {MAX_SIDECAR_BYTES})")
-        blob = bin_path.read_bytes()
-        actual = hashlib.sha256(blob).hexdigest()
+        actual = _file_digest(bin_path, 0, size)
         if actual != digest:
             self.fail("sidecar.sha256", f"{bin_path} hashes to {actual}, the file says {digest}")
-        return {"blob": blob, "path": bin_path}
+        return {"path": bin_path, "size": size}
 
     def declared_sidecar_bytes(self) -> int:
         """Return the bytes the sidecar arrays declare (shapes checked, nothing allocated)."""
@@ -289,10 +296,28 @@ class _Reader:
                 if isinstance(spec, dict) and "sidecar" in spec:
                     where = f"{section}.{name}"
                     dtype, _, count = self.array_head(spec, where, ("data", "rounded", "value",
-                                                                    "cond", "dist"))
+                                                                    "cond", "dist", "sha256",
+                                                                    "rounded_exceptions"))
                     extra = DIST_SIDECAR_BYTES if self.has_dist(section, name) else 0
-                    total += count * (per_element + extra + numpy_dtype(dtype).itemsize)
+                    rounded = numpy_dtype(dtype).itemsize
+                    if section == "expected" and self.compact(spec, where, count):
+                        rounded = 0
+                    total += count * (per_element + extra + rounded)
         return total
+
+    def compact(self, spec: dict, where: str, count: int) -> bool:
+        """Return whether a sidecar expected array has the compact layout (compact.py):
+        exactly those of more than COMPACT_FROM elements, with layout: hi_lo_cond."""
+        ref = spec.get("sidecar")
+        layout = ref.get("layout") if isinstance(ref, dict) else None
+        large = count > COMPACT_FROM and not self.has_dist("expected", where.split(".")[-1])
+        if layout is None and large:
+            self.fail(f"{where}.sidecar.layout", f"is missing: an array of {count} > "
+                      f"{COMPACT_FROM} elements has layout hi_lo_cond")
+        if layout is not None and (layout != "hi_lo_cond" or not large):
+            self.fail(f"{where}.sidecar.layout", f"layout={layout!r}: only an array of more "
+                      f"than {COMPACT_FROM} elements has one, and it is 'hi_lo_cond'")
+        return layout is not None
 
     def has_dist(self, section: str, name: str) -> bool:
         """Return True for the expected array that carries a boundary distance (qnt out)."""
@@ -306,21 +331,44 @@ class _Reader:
         shape = self.shape(self.get(spec, "shape", list, where), f"{where}.shape")
         return dtype, shape, math.prod(shape)
 
-    def block(self, spec, where, sidecar, count: int, nbytes: int) -> memoryview:
-        """Return the sidecar bytes of an array after checking its declared position."""
+    def block(self, spec, where, sidecar, count: int, nbytes: int) -> tuple[int, int]:
+        """Return (offset, nbytes) of an array's sidecar bytes after checking its position."""
         if sidecar is None:
             self.fail(f"{where}.sidecar", "refers to a sidecar, but the file names none")
         ref = self.get(spec, "sidecar", dict, where)
-        self.keys(ref, ("offset", "count"), ("offset", "count"), f"{where}.sidecar")
+        self.keys(ref, ("offset", "count", "layout"), ("offset", "count"), f"{where}.sidecar")
         offset = self.get(ref, "offset", int, f"{where}.sidecar")
         declared = self.get(ref, "count", int, f"{where}.sidecar")
         if declared != count:
             self.fail(f"{where}.sidecar.count", f"count={declared} but the shape has {count}")
-        blob = sidecar["blob"]
-        if offset < 0 or offset + nbytes > len(blob):
+        size = sidecar["size"]
+        if offset < 0 or offset + nbytes > size:
             self.fail(f"{where}.sidecar.offset",
-                      f"offset={offset} + {nbytes} bytes exceeds the sidecar's {len(blob)}")
-        return memoryview(blob)[offset: offset + nbytes]
+                      f"offset={offset} + {nbytes} bytes exceeds the sidecar's {size}")
+        return offset, nbytes
+
+    def raw(self, sidecar, offset: int, nbytes: int) -> bytes:
+        """Return nbytes of the sidecar at offset (a small array's block)."""
+        with open(sidecar["path"], "rb") as f:
+            f.seek(offset)
+            data = f.read(nbytes)
+        if len(data) != nbytes:
+            self.fail("sidecar.file", f"{sidecar['path']} ended while reading {nbytes} bytes "
+                      f"at {offset}: it changed after its digest was checked")
+        return data
+
+    def mapped(self, sidecar, offset: int, count: int, dtype) -> np.ndarray:
+        """Return count values of dtype (little endian) at offset: a read-only memory map."""
+        return np.memmap(sidecar["path"], dtype=np.dtype(dtype), mode="r", offset=offset,
+                         shape=(count,))
+
+    def input_digest(self, spec, where: str, sidecar, offset: int, nbytes: int) -> None:
+        """Check a large input's own sha256 (required above COMPACT_FROM elements)."""
+        digest = self.get(spec, "sha256", str, where)
+        actual = _file_digest(sidecar["path"], offset, nbytes)
+        if actual != digest:
+            self.fail(f"{where}.sha256", f"the input's {nbytes} bytes in {sidecar['path']} "
+                      f"hash to {actual}, the file says {digest}")
 
     def inputs(self, spec: dict, op: str, params: dict, sidecar, invalid: bool) -> dict:
         names = INPUT_NAMES[:5] + (("dy",) if op == "bwd" else ())
@@ -337,8 +385,11 @@ class _Reader:
         return out
 
     def input_array(self, spec, where: str, sidecar) -> np.ndarray:
-        dtype, shape, count = self.array_head(spec, where, ("data",))
+        dtype, shape, count = self.array_head(spec, where, ("data", "sha256"))
         np_dtype = numpy_dtype(dtype)
+        if "sha256" in spec and not ("sidecar" in spec and count > COMPACT_FROM):
+            self.fail(f"{where}.sha256", f"only an input of more than {COMPACT_FROM} elements "
+                      "in the sidecar has its own digest")
         if "data" in spec:
             data = self.get(spec, "data", list, where)
             if len(data) != count:
@@ -349,7 +400,15 @@ class _Reader:
             values = self.float_data(data, f"{where}.data")
             self.representable(values, dtype, f"{where}.data")
             return values.astype(np_dtype).reshape(shape)
-        raw = self.block(spec, where, sidecar, count, count * np_dtype.itemsize)
+        offset, nbytes = self.block(spec, where, sidecar, count, count * np_dtype.itemsize)
+        if count > COMPACT_FROM:
+            self.input_digest(spec, where, sidecar, offset, nbytes)
+            if np_dtype.kind == "b":
+                self.fail(f"{where}.dtype", "a large input is a float array")
+            little = (np_dtype.newbyteorder("<") if np_dtype.kind in "iu"
+                      else np.dtype(f"<u{np_dtype.itemsize}"))
+            return self.mapped(sidecar, offset, count, little).view(np_dtype).reshape(shape)
+        raw = self.raw(sidecar, offset, nbytes)
         if np_dtype.kind == "b":
             bits = np.frombuffer(raw, dtype=np.uint8)
             if np.any(bits > 1):
@@ -415,7 +474,8 @@ class _Reader:
         for name in names:
             where = f"expected.{name}"
             dist = self.has_dist("expected", name)
-            dtype, shape, count = self.array_head(spec[name], where, ("rounded", "value", "cond")
+            dtype, shape, count = self.array_head(spec[name], where, ("rounded", "value", "cond",
+                                                                      "rounded_exceptions")
                                                   + (("dist",) if dist else ()))
             if op == "qnt":
                 want_dtype = quantized_output_dtype(name)
@@ -434,13 +494,26 @@ class _Reader:
                        with_dist: bool = False) -> Expected:
         keys = ("rounded", "value", "cond") + (("dist",) if with_dist else ())
         np_dtype = numpy_dtype(dtype)
-        if "sidecar" in spec:
+        if "rounded_exceptions" in spec and not ("sidecar" in spec
+                                                 and self.compact(spec, where, count)):
+            self.fail(f"{where}.rounded_exceptions", "only a compact array has them")
+        if "sidecar" in spec and self.compact(spec, where, count):
+            if any(k in spec for k in keys):
+                self.fail(where, "has both a sidecar and inline data")
+            offset, _ = self.block(spec, where, sidecar, count, 20 * count)
+            hi, lo = (self.mapped(sidecar, offset + 8 * count * i, count, "<f8").reshape(shape)
+                      for i in (0, 1))
+            cond = self.mapped(sidecar, offset + 16 * count, count, "<f4").reshape(shape)
+            rounded = self.derive_rounded(spec, where, dtype, hi, lo)
+            dist = None
+        elif "sidecar" in spec:
             if any(k in spec for k in keys):
                 self.fail(where, "has both a sidecar and inline data")
             size = np_dtype.itemsize
             extra = DIST_SIDECAR_BYTES if with_dist else 0
-            raw = self.block(spec, where, sidecar, count,
-                             (size + EXPECTED_SIDECAR_BYTES + extra) * count)
+            offset, nbytes = self.block(spec, where, sidecar, count,
+                                        (size + EXPECTED_SIDECAR_BYTES + extra) * count)
+            raw = self.raw(sidecar, offset, nbytes)
             if np_dtype.kind in "iu":
                 rounded = np.frombuffer(raw[:size * count], dtype=np_dtype.newbyteorder("<"))
             else:
@@ -470,15 +543,39 @@ class _Reader:
             cond = self.conds(spec["cond"], f"{where}.cond").reshape(shape)
             dist = (self.conds(spec["dist"], f"{where}.dist").reshape(shape)
                     if with_dist else None)
-        self.representable(rounded, dtype, f"{where}.rounded")
-        if np.any(cond < 0):
-            self.fail(f"{where}.cond", "condition scales must be >= 0")
+        for start in range(0, count, SLICE):
+            part = np.ravel(rounded)[start:start + SLICE].astype(np.float64)
+            self.representable(part, dtype, f"{where}.rounded")
+            if np.any(np.ravel(cond)[start:start + SLICE] < 0):
+                self.fail(f"{where}.cond", "condition scales must be >= 0")
         if with_dist:
             if not np.all(dist >= 0):
                 self.fail(f"{where}.dist", "boundary distances must be >= 0")
             return QuantizedExpected(name=name, dtype=dtype, hi=hi, lo=lo, rounded=rounded,
                                      cond=cond, dist=dist)
         return Expected(name=name, dtype=dtype, hi=hi, lo=lo, rounded=rounded, cond=cond)
+
+    def derive_rounded(self, spec, where: str, dtype: str, hi, lo) -> np.ndarray:
+        """Return rounded of a compact array, in the output dtype: the correct rounding of
+        hi + lo, a slice at a time, with the listed exceptions put back (compact.py)."""
+        flat_hi, flat_lo = np.ravel(hi), np.ravel(lo)
+        rounded = np.empty(flat_hi.size, dtype=numpy_dtype(dtype))
+        for start in range(0, flat_hi.size, SLICE):
+            stop = start + SLICE
+            rounded[start:stop] = derived_rounding(flat_hi[start:stop], flat_lo[start:stop],
+                                                   dtype)
+        items = self.get(spec, "rounded_exceptions", list, where)
+        last = -1
+        for item in items:
+            ok = (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)
+                  and not isinstance(item[0], bool) and last < item[0] < flat_hi.size
+                  and is_hex(item[1]))
+            if not ok:
+                self.fail(f"{where}.rounded_exceptions", f"item {item!r:.60} is not [flat "
+                          f"index, hex float] with indices increasing below {flat_hi.size}")
+            last = item[0]
+            rounded[item[0]] = parse_hex(item[1])
+        return rounded.reshape(hi.shape)
 
     def values(self, items: list, where: str) -> tuple[np.ndarray, np.ndarray]:
         hi = np.empty(len(items))
@@ -495,6 +592,21 @@ class _Reader:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 self.fail(where, f"value {v!r:.40} is not a number")
         return np.array(items, dtype=np.float64)
+
+
+def _file_digest(path: Path, offset: int, nbytes: int) -> str:
+    """Return the sha256 of nbytes of the file at offset, read a slice at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(offset)
+        left = nbytes
+        while left > 0:
+            piece = f.read(min(left, SLICE))
+            if not piece:
+                break
+            digest.update(piece)
+            left -= len(piece)
+    return digest.hexdigest()
 
 
 def _kind_names(kinds) -> str:

@@ -14,6 +14,10 @@ numbers, so the same case always gives the same bytes:
 - arrays of more than ``INLINE_LIMIT`` elements go to the sidecar ``<id>.bin`` (little endian;
   inputs as the raw bits of their dtype; expected arrays as `rounded` in the raw bits of the
   output dtype, then hi and lo as float64, then cond as float32 rounded up);
+- large arrays (more than ``COMPACT_FROM`` elements, ``compact``): an input also carries
+  ``sha256``, the digest of its raw bits; an expected array's block is ``layout: hi_lo_cond``
+  (hi and lo as float64, cond as float32 rounded up, no ``rounded``: the reader derives it,
+  and ``rounded_exceptions`` lists [flat index, rounded] where the derivation would differ);
 - the last line is ``sha256: <digest of every byte before it>``.
 
 ``write_case`` streams: a per-element expected output given as ``ExpectedBlocks``
@@ -32,6 +36,7 @@ from bnspec.flags import numpy_dtype
 
 from .. import PRECISION_BITS, __version__
 from ..results import Expected, ExpectedBlocks, QuantizedExpected
+from .compact import COMPACT_FROM, derived_rounding, differs
 from .model import EXCEPTIONS, INPUT_NAMES, QUANTIZED_PARAMS, SCHEMA, TOKEN, Case, expected_names
 from .number_text import decimal_value, hex_float, yaml_float
 
@@ -85,7 +90,8 @@ def _data_items(a: np.ndarray) -> list[str]:
     return [_quote(hex_float(v)) for v in np.ravel(a).astype(np.float64).tolist()]
 
 
-#: Elements per slice when an array is written to a sidecar file.
+#: Elements per slice when an array is written to a sidecar file (and bytes per read when
+#: its digest is taken).
 WRITE_CHUNK = 1 << 20
 
 
@@ -99,46 +105,70 @@ def _raw_bits(a: np.ndarray) -> bytes:
     return bits.astype(f"<u{a.dtype.itemsize}").tobytes()
 
 
+class _Exceptions:
+    """The rounded values of a compact expected array that the reader's derivation would
+    not give (compact.py), as [flat index, rounded]; filled while the sidecar is made."""
+
+    def __init__(self, dtype: str):
+        self.dtype = dtype
+        self.items: list[tuple[int, float]] = []
+
+    def add(self, start: int, e: Expected) -> None:
+        """Record the elements of block e (flat, starting at start) that need listing."""
+        derived = derived_rounding(np.ravel(e.hi), np.ravel(e.lo), self.dtype)
+        rounded = np.ravel(np.asarray(e.rounded, dtype=np.float64))
+        for i in np.flatnonzero(differs(derived, rounded)):
+            self.items.append((start + int(i), float(rounded[i])))
+
+    def __str__(self) -> str:
+        items = [f"[{i}, {_quote(hex_float(v))}]" for i, v in self.items]
+        return _flow(items, 4, "rounded_exceptions") + "\n"
+
+
 class _Sidecar:
-    """The sidecar's parts in file order: (offset, array or expected output), and its size."""
+    """The sidecar's parts in file order: (offset, array or expected output, exceptions of a
+    compact expected array or None), and its size."""
 
     def __init__(self):
-        self.parts: list[tuple[int, object]] = []
+        self.parts: list[tuple[int, object, _Exceptions | None]] = []
         self.size = 0
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, item, nbytes: int) -> None:
-        self.parts.append((self.size, item))
+    def add(self, item, nbytes: int, exceptions: _Exceptions | None = None) -> None:
+        self.parts.append((self.size, item, exceptions))
         self.size += nbytes
 
     def render(self) -> bytes:
         """Return the sidecar's bytes (held whole: for render_case)."""
         chunks = []
-        for _, item in self.parts:
+        for _, item, exceptions in self.parts:
             if isinstance(item, np.ndarray):
                 chunks.append(_raw_bits(item))
             else:
                 e = item.collect() if isinstance(item, ExpectedBlocks) else item
-                chunks += _expected_fields(e)
+                fields = _expected_fields(e)
+                if exceptions is not None:
+                    exceptions.add(0, e)
+                    fields = fields[1:]
+                chunks += fields
         return b"".join(chunks)
 
     def write(self, path: Path) -> str:
         """Write the sidecar to path a slice or block at a time; return its sha256."""
         with open(path, "wb") as f:
             f.truncate(self.size)
-            for offset, item in self.parts:
+            for offset, item, exceptions in self.parts:
                 if isinstance(item, np.ndarray):
-                    flat = item.reshape(-1)
                     f.seek(offset)
-                    for start in range(0, flat.size, WRITE_CHUNK):
-                        f.write(_raw_bits(flat[start:start + WRITE_CHUNK]))
+                    for piece in _raw_slices(item):
+                        f.write(piece)
                 else:
-                    _write_expected(f, offset, item)
+                    _write_expected(f, offset, item, exceptions)
         digest = hashlib.sha256()
         with open(path, "rb") as f:
-            for piece in iter(lambda: f.read(1 << 24), b""):
+            for piece in iter(lambda: f.read(WRITE_CHUNK), b""):
                 digest.update(piece)
         return digest.hexdigest()
 
@@ -161,20 +191,31 @@ def _expected_fields(e: Expected) -> list[bytes]:
     return fields
 
 
-def _write_expected(f, offset: int, e) -> None:
+def _raw_slices(a: np.ndarray):
+    """Yield the raw bits of a (C order) a slice at a time."""
+    flat = a.reshape(-1)
+    for start in range(0, flat.size, WRITE_CHUNK):
+        yield _raw_bits(flat[start:start + WRITE_CHUNK])
+
+
+def _write_expected(f, offset: int, e, exceptions: _Exceptions | None) -> None:
     """Write the sidecar block of an expected output (Expected or ExpectedBlocks) at offset:
-    each field of each block at its place in the field-major layout."""
+    each field of each block at its place in the field-major layout (without rounded, and
+    recording its exceptions, for a compact array)."""
     n = int(np.prod(e.shape, dtype=np.int64))
-    size = np.dtype(numpy_dtype(e.dtype)).itemsize
+    size = 0 if exceptions is not None else np.dtype(numpy_dtype(e.dtype)).itemsize
     bases = [offset, offset + size * n, offset + (size + 8) * n, offset + (size + 16) * n,
              offset + (size + 20) * n]
     widths = [size, 8, 8, 4, 8]
     start = 0
     for block in (e if isinstance(e, ExpectedBlocks) else [e]):
         fields = _expected_fields(block)
+        if exceptions is not None:
+            exceptions.add(start, block)
         for base, width, data in zip(bases, widths, fields):
-            f.seek(base + width * start)
-            f.write(data)
+            if width:
+                f.seek(base + width * start)
+                f.write(data)
         start += len(fields[1]) // 8
 
 
@@ -183,13 +224,13 @@ def render_case(case: Case, command: str = DEFAULT_COMMAND) -> dict[str, bytes]:
 
     Deterministic: the same case gives the same bytes (see the module docstring).
     """
-    text, sidecar = _render_text(case, command)
-    files = {}
+    parts, sidecar = _render_text(case, command)
+    files, tail = {}, ""
     if sidecar:
         blob = sidecar.render()
         files[f"{case.id}.bin"] = blob
-        text += _sidecar_line(case.id, hashlib.sha256(blob).hexdigest())
-    body = text.encode("utf-8")
+        tail = _sidecar_line(case.id, hashlib.sha256(blob).hexdigest())
+    body = ("".join(map(str, parts)) + tail).encode("utf-8")
     files[f"{case.id}.yaml"] = body + _digest_line(body)
     return dict(sorted(files.items(), key=lambda kv: not kv[0].endswith(".yaml")))
 
@@ -202,9 +243,10 @@ def _digest_line(body: bytes) -> bytes:
     return f"sha256: {hashlib.sha256(body).hexdigest()}\n".encode()
 
 
-def _render_text(case: Case, command: str) -> tuple[str, _Sidecar]:
-    """Return the case file's text up to (not including) its sidecar and digest lines, and
-    the sidecar's parts."""
+def _render_text(case: Case, command: str) -> tuple[list, _Sidecar]:
+    """Return the case file's text up to (not including) its sidecar and digest lines, as
+    parts (strings, and exception lists that are filled when the sidecar is made: join them
+    with str after that), and the sidecar's parts."""
     out = [HEADER.format(command=command, version=__version__),
            f"schema: {SCHEMA}\n",
            f"id: {_token(case.id, 'id')}\n",
@@ -239,6 +281,11 @@ def _render_text(case: Case, command: str) -> tuple[str, _Sidecar]:
                    f"    shape: {_shape_text(a.shape)}\n")
         if a.size > INLINE_LIMIT:
             out.append(f"    sidecar: {{offset: {len(sidecar)}, count: {a.size}}}\n")
+            if a.size > COMPACT_FROM:
+                digest = hashlib.sha256()
+                for piece in _raw_slices(a):
+                    digest.update(piece)
+                out.append(f"    sha256: {digest.hexdigest()}\n")
             sidecar.add(a, a.size * a.dtype.itemsize)
         else:
             out.append(_flow(_data_items(a), 4, "data") + "\n")
@@ -257,8 +304,8 @@ def _render_text(case: Case, command: str) -> tuple[str, _Sidecar]:
                              f"but a {case.op} case has {list(names)}")
         out.append("expected:\n")
         for name in names:
-            out.append(_render_expected(case.expected[name], name, sidecar))
-    return "".join(out), sidecar
+            out += _render_expected(case.expected[name], name, sidecar)
+    return out, sidecar
 
 
 def _bool(v) -> str:
@@ -271,15 +318,21 @@ def _token_class(name: str) -> str:
     return name
 
 
-def _render_expected(e, name: str, sidecar: _Sidecar) -> str:
+def _render_expected(e, name: str, sidecar: _Sidecar) -> list:
+    """Return the text parts of one expected output (adding its block to the sidecar)."""
     head = (f"  {name}:\n    dtype: {_token(e.dtype, name + '.dtype')}\n"
             f"    shape: {_shape_text(e.shape)}\n")
     n = int(np.prod(e.shape, dtype=np.int64))
+    if n > COMPACT_FROM and not isinstance(e, QuantizedExpected):
+        exceptions = _Exceptions(e.dtype)
+        head += f"    sidecar: {{offset: {len(sidecar)}, count: {n}, layout: hi_lo_cond}}\n"
+        sidecar.add(e, n * 20, exceptions)
+        return [head, exceptions]
     if isinstance(e, ExpectedBlocks):
         if n > INLINE_LIMIT:
             head += f"    sidecar: {{offset: {len(sidecar)}, count: {n}}}\n"
             sidecar.add(e, n * (np.dtype(numpy_dtype(e.dtype)).itemsize + 20))
-            return head
+            return [head]
         e = e.collect()
     rounded = np.ravel(np.asarray(e.rounded, dtype=np.float64))
     hi = np.ravel(np.asarray(e.hi, dtype=np.float64))
@@ -295,7 +348,7 @@ def _render_expected(e, name: str, sidecar: _Sidecar) -> str:
         head += f"    sidecar: {{offset: {len(sidecar)}, count: {rounded.size}}}\n"
         extra = 8 if dist is not None else 0
         sidecar.add(e, rounded.size * (np.dtype(numpy_dtype(e.dtype)).itemsize + 20 + extra))
-        return head
+        return [head]
     if np.dtype(numpy_dtype(e.dtype)).kind in "iu":
         r = [str(int(v)) for v in rounded.tolist()]
     else:
@@ -306,7 +359,7 @@ def _render_expected(e, name: str, sidecar: _Sidecar) -> str:
             _flow(c, 4, "cond"), "\n"]
     if dist is not None:
         text += [_flow([yaml_float(d) for d in dist.tolist()], 4, "dist"), "\n"]
-    return "".join(text)
+    return ["".join(text)]
 
 
 def write_case(case: Case, directory, command: str = DEFAULT_COMMAND) -> Path:
@@ -317,15 +370,16 @@ def write_case(case: Case, directory, command: str = DEFAULT_COMMAND) -> Path:
     into place, so a reader never sees a case file whose sidecar is incomplete."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    text, sidecar = _render_text(case, command)
+    parts, sidecar = _render_text(case, command)
     bin_path = directory / f"{case.id}.bin"
+    tail = ""
     if sidecar:
         partial = directory / f".{case.id}.bin.partial"
-        text += _sidecar_line(case.id, sidecar.write(partial))
+        tail = _sidecar_line(case.id, sidecar.write(partial))
         partial.replace(bin_path)
     elif bin_path.exists():
         bin_path.unlink()
-    body = text.encode("utf-8")
+    body = ("".join(map(str, parts)) + tail).encode("utf-8")
     path = directory / f"{case.id}.yaml"
     partial = directory / f".{case.id}.yaml.partial"
     partial.write_bytes(body + _digest_line(body))

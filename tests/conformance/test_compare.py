@@ -163,3 +163,38 @@ def test_record_is_json_ready():
     record = cmp.compare("y", np.array([2.0]), e, limit=8.0).as_record()
     text = json.dumps(record, allow_nan=False)
     assert json.loads(text)["fraction"] == "inf"
+
+
+def _mixed_output(n: int, seed: int = 5):
+    """Return (got, Expected) of n float32 elements with in- and out-of-tolerance errors,
+    exact (cond 0) elements, NaN and inf, the worst error appearing twice."""
+    rng = np.random.default_rng(seed)
+    hi = rng.standard_normal(n)
+    rounded = hi.astype(np.float32).astype(np.float64)
+    cond = np.abs(hi) + 1.0
+    cond[::17] = 0.0
+    hi[5], rounded[5] = np.nan, np.nan
+    hi[9], rounded[9] = np.inf, np.inf
+    got = rounded.astype(np.float32)
+    got[rng.integers(0, n, 40)] += np.float32(1e-4)
+    got[[30, n - 30]] += np.float32(0.5)
+    e = Expected("y", "float32", hi, np.zeros(n), rounded, cond)
+    return got, e
+
+
+def test_sliced_verdict_equals_the_whole(monkeypatch):
+    got, e = _mixed_output(5000)
+    whole = cmp.compare("y", got, e, limit=8.0)
+    monkeypatch.setattr(cmp, "SLICE", 7)
+    sliced = cmp.compare("y", got, e, limit=8.0)
+    # the first exact miss (inf units) wins over later ones in later slices
+    assert sliced == whole and whole.n_bad > 0 and whole.worst_units == np.inf
+
+
+def test_sliced_samples_equal_the_whole(monkeypatch):
+    from conformance import samples
+
+    got, e = _mixed_output(3000)
+    whole = samples.output_sample(got, e)
+    monkeypatch.setattr(cmp, "SLICE", 11)
+    assert samples.output_sample(got, e) == whole and len(whole["ulp"]) > samples.SAMPLE_SIZE
