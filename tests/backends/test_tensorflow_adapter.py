@@ -141,7 +141,8 @@ def test_keras_runs_moments_and_batch_normalization_never_the_fused_kernel(tf_ba
 
     seen = set()
     for shape, axis, policy in (((4, 3, 5, 5), 1, "float32"), ((4, 5, 5, 3), -1, "float32"),
-                                ((2, 3), 1, "float32"), ((4, 5, 5, 3), -1, "mixed_float16"),
+                                ((2, 3), 1, "float32"), ((2, 3, 4), -2, "float32"),
+                                ((4, 5, 5, 3), -1, "mixed_float16"),
                                 ((2, 3, 4, 5, 6), -1, "mixed_bfloat16"),
                                 ((4, 5, 5, 3), 3, "float64")):
         layer = keras.layers.BatchNormalization(axis=axis, dtype=policy)
