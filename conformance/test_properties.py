@@ -74,6 +74,16 @@ class Tier:
         if op == "forward" and not self.caps.forward:
             pytest.skip(f"{self.backend.name}: it has no forward")
 
+    def require_batch_stats(self, op: str) -> None:
+        """Skip a test whose every example is a training call with batch statistics where
+        the backend cannot make such calls (an inference engine), with its reason."""
+        probe = generated_case(op, "float32", {"training": True}, {}, shape=(2, 3),
+                               case_id="hypothesis", family="probe",
+                               summary="a training call with batch statistics")
+        reason = self.backend.supports(probe)
+        if reason is not None:
+            pytest.skip(f"{self.backend.name}: {reason}")
+
     def run(self, problem: draws.Problem) -> dict:
         """Return the backend's outputs; skip the example if the backend refuses the case."""
         case = generated_case(problem.op, problem.dtype, {**problem.kwargs, "cudnn_off": False},
@@ -166,6 +176,7 @@ def test_batch_permutation(tier, op, data):
 @prop
 def test_scale_and_shift(tier, op, data):
     tier.require(op)
+    tier.require_batch_stats(op)
     p = data.draw(draws.problems(tier.caps, op, families=("integers",), training=True,
                                  use_global_stats=False), label="problem")
     k = data.draw(st.integers(-2, 3), label="k")
@@ -248,6 +259,7 @@ def test_running_stats_make_samples_independent(tier, op, data):
 @prop
 def test_dx_sums_to_zero(tier, data):
     tier.require("step")
+    tier.require_batch_stats("step")
     finite = tuple(f for f in draws.FAMILIES if f != "special")
     p = data.draw(draws.problems(tier.caps, "step", families=finite, training=True,
                                  use_global_stats=False), label="problem")
