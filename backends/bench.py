@@ -16,6 +16,13 @@ Minimum traffic for N elements of b bytes (shared/perf/anchors.md): forward trai
 twice, y written), inference 2Nb, backward 5Nb (x and dy read twice, dx written). The floor time
 is that traffic at the triad's bandwidth (a = b + s c, counted as 3 arrays, ordinary stores).
 
+PyTorch comes from the ``bench`` extra (``pip install -e ".[bench]"``: torch 2.13, the version
+the targets of issue 15 name; its CPU wheel: ``--extra-index-url
+https://download.pytorch.org/whl/cpu``). Without torch the PyTorch columns read n/a. The
+report's tables are regenerated on a quiet machine:
+
+    python -m backends.bench --backend cpu --threads 2,1 --write
+
 Timed calls: the cpu backend's kernels with preallocated outputs (forward: y, mean, invstd;
 backward: dx, dgamma, dbeta from the saved mean and invstd, no running update, like PyTorch's
 native_batch_norm_backward); PyTorch as users call it; the numpy backend through its adapter
