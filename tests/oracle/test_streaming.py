@@ -110,3 +110,24 @@ def test_streamed_writer_gives_the_same_bytes(tmp_path, monkeypatch, op_flags):
         write_case(case, tmp_path / "again", "cmd")
         for name, data in want.items():
             assert (tmp_path / "again" / name).read_bytes() == data
+
+
+def test_streamed_writer_gives_the_same_bytes_in_the_large_layout(tmp_path, monkeypatch):
+    from oracle.casefile import load_case, read, write
+
+    for module in (write, read):
+        monkeypatch.setattr(module, "COMPACT_FROM", 4200)
+    monkeypatch.setattr(channels, "CHUNK", 1000)
+    spec = next(s for s in user_plan((2, 2300), "float32", 1,
+                                     flags="train,freegamma,batchstats,meanvar") if s.op == "bwd")
+    case, _ = build_case(spec)
+    want = render_case(case, "cmd")
+    assert b"layout: hi_lo_cond" in want[f"{spec.id}.yaml"]
+    write_case_files(spec, tmp_path, "cmd")
+    for name, data in want.items():
+        assert (tmp_path / name).read_bytes() == data, name
+    loaded = load_case(tmp_path / f"{spec.id}.yaml")
+    for name, e in case.expected.items():
+        got = loaded.expected[name]
+        assert np.array_equal(np.asarray(got.rounded, dtype=np.float64), e.rounded,
+                              equal_nan=True), name
