@@ -24,6 +24,7 @@ import numpy as np
 from bnspec.flags import dtype_name
 from bnspec.formats import FORMATS
 from oracle.api import Expected
+from oracle.casefile import release
 from oracle.dd import two_sum
 
 #: Elements judged at a time (8 MiB per float64 temporary).
@@ -138,6 +139,8 @@ def slice_errors(got, expected: Expected, size: int = SLICE):
     for start in range(0, n, size):
         stop = min(n, start + size)
         yield start, element_errors(flat[start:stop], _flat_expected(expected, start, stop))
+        for a in (expected.hi, expected.lo, expected.cond):
+            release(a, start, stop)  # a memory-mapped slice leaves this process's memory
 
 
 def _kind(got: float, expected: Expected, index) -> str:

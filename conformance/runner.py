@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from oracle.casefile import release
+
 from bnspec.flags import Flags
 from oracle.casefile import Case
 
@@ -25,8 +27,13 @@ def generated_case(op: str, dtype: str, kwargs: dict, arrays: dict, *, case_id: 
 
 
 def fresh_inputs(case) -> dict[str, np.ndarray]:
-    """Return writable copies of the case's input arrays, by name."""
-    return {name: np.array(value, copy=True) for name, value in case.inputs.items()}
+    """Return writable copies of the case's input arrays, by name (the pages of a
+    memory-mapped input of a large case are dropped again once copied)."""
+    copies = {}
+    for name, value in case.inputs.items():
+        copies[name] = np.array(value, copy=True)
+        release(value)
+    return copies
 
 
 def call_backend(backend, case, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -13,12 +13,13 @@ Data flows one way: ``model`` and ``number_text`` import neither ``write`` nor `
 from .model import (DIST_SIDECAR_BYTES, EXCEPTIONS, EXPECTED_SIDECAR_BYTES, EXTRA_DTYPES,
                     INPUT_NAMES, QUANTIZED_PARAMS, SCHEMA, Case, ErrorSpec, expected_names,
                     id_matches, quantized_output_dtype)
+from .compact import COMPACT_FROM, release
 from .number_text import VALUE_DIGITS, decimal_value, hex_float, parse_value, yaml_float
 from .read import (MAX_ELEMENTS, MAX_FILE_BYTES, MAX_NESTING, MAX_RANK, MAX_SIDECAR_BYTES,
                    CaseFileError, iter_case_paths, load_case, load_cases)
 from .write import DEFAULT_COMMAND, HEADER, INLINE_LIMIT, render_case, write_case
 
-__all__ = ["DIST_SIDECAR_BYTES", "EXCEPTIONS", "EXPECTED_SIDECAR_BYTES", "EXTRA_DTYPES",
+__all__ = ["COMPACT_FROM", "release", "DIST_SIDECAR_BYTES", "EXCEPTIONS", "EXPECTED_SIDECAR_BYTES", "EXTRA_DTYPES",
            "INPUT_NAMES", "QUANTIZED_PARAMS", "SCHEMA", "Case", "ErrorSpec", "expected_names",
            "id_matches", "quantized_output_dtype", "VALUE_DIGITS", "decimal_value", "hex_float",
            "parse_value", "yaml_float", "MAX_ELEMENTS", "MAX_FILE_BYTES", "MAX_NESTING",

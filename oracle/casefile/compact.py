@@ -18,6 +18,7 @@ function of hi + lo. Inputs stay stored (docs/case-format.md says why).
 """
 from __future__ import annotations
 
+import mmap
 from fractions import Fraction
 
 import numpy as np
@@ -52,3 +53,33 @@ def differs(derived: np.ndarray, rounded: np.ndarray) -> np.ndarray:
     both_nan = np.isnan(derived) & np.isnan(rounded)
     other = (derived != rounded) | (np.signbit(derived) != np.signbit(rounded))
     return other & ~both_nan
+
+
+def release(a, start: int = 0, stop: int | None = None) -> None:
+    """Drop the pages of flat elements start..stop of a read-only memory map (np.memmap of a
+    sidecar) from this process: they stay in the page cache and are read again if touched,
+    but no longer count as this process's memory. Anything else is left alone."""
+    base = a
+    while isinstance(base, np.ndarray) and not isinstance(getattr(base, "_mmap", None),
+                                                         mmap.mmap):
+        base = base.base
+    if not isinstance(base, np.ndarray) or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    buffer = base._mmap
+    flat = np.ravel(a)
+    stop = flat.size if stop is None else stop
+    if stop <= start:
+        return
+    # the byte range of the elements inside the mapping, widened to whole pages
+    origin = np.asarray(flat[:0]).__array_interface__["data"][0] - _address(buffer)
+    first = origin + start * flat.itemsize
+    last = origin + stop * flat.itemsize
+    first -= first % mmap.PAGESIZE
+    last = min(len(buffer), last + (-last) % mmap.PAGESIZE)
+    if last > first:
+        buffer.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+
+def _address(buffer: mmap.mmap) -> int:
+    """Return the address of a mapping's first byte."""
+    return np.frombuffer(buffer, dtype=np.uint8, count=0).__array_interface__["data"][0]

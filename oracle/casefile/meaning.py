@@ -30,7 +30,7 @@ import numpy as np
 
 from bnspec.formats import FORMATS, round_dd, round_fraction
 
-from .compact import SLICE
+from .compact import SLICE, release
 from .number_text import decimal_value, hex_float
 
 #: Relative bound of |true value - (hi + lo)| for a 32-digit decimal value (module doc).
@@ -138,6 +138,8 @@ def check_expected(fail, expected: dict) -> None:
             found = cond_problem(cond)
             if found is not None:
                 _fail_at(fail, [e], "cond", start + found[0], found[1])
+            for a in arrays:
+                release(a, start, start + SLICE)
 
 
 def _fail_at(fail, outputs: list, key: str, flat: int, problem: str) -> None:

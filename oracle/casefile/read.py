@@ -29,7 +29,7 @@ from bnspec.flags import DTYPES, QUANTIZED_DTYPES, Flags, numpy_dtype
 from bnspec.formats import FORMATS, round_float64
 
 from ..results import Expected, QuantizedExpected, output_dtype
-from .compact import COMPACT_FROM, SLICE, derived_rounding
+from .compact import COMPACT_FROM, SLICE, derived_rounding, release
 from .meaning import check_expected
 from .model import (DIST_SIDECAR_BYTES, EXCEPTIONS, EXPECTED_SIDECAR_BYTES, EXTRA_DTYPES,
                     INPUT_NAMES, QUANTIZED_PARAMS, SCHEMA, TOKEN, Case, ErrorSpec,
@@ -548,6 +548,7 @@ class _Reader:
             self.representable(part, dtype, f"{where}.rounded")
             if np.any(np.ravel(cond)[start:start + SLICE] < 0):
                 self.fail(f"{where}.cond", "condition scales must be >= 0")
+            release(cond, start, start + SLICE)
         if with_dist:
             if not np.all(dist >= 0):
                 self.fail(f"{where}.dist", "boundary distances must be >= 0")
@@ -564,6 +565,8 @@ class _Reader:
             stop = start + SLICE
             rounded[start:stop] = derived_rounding(flat_hi[start:stop], flat_lo[start:stop],
                                                    dtype)
+            release(flat_hi, start, stop)
+            release(flat_lo, start, stop)
         items = self.get(spec, "rounded_exceptions", list, where)
         last = -1
         for item in items:

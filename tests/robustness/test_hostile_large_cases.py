@@ -129,3 +129,14 @@ def test_a_sidecar_changed_after_its_digest_is_refused(large):
     blob[-1] ^= 1
     binary.write_bytes(bytes(blob))
     rejects(large, "sidecar.sha256")
+
+
+def test_released_pages_read_back_the_same(large):
+    from oracle.casefile import release
+
+    e = load_case(large).expected["y"]
+    before = np.array(e.hi)
+    release(e.hi, 0, 100)
+    release(e.hi)
+    release(before)  # not a memory map: left alone
+    assert np.array_equal(e.hi, before) and isinstance(e.hi, np.memmap)
