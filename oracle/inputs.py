@@ -49,11 +49,16 @@ _LOW32 = np.uint64(0xFFFFFFFF)
 
 
 def _mix(z: np.ndarray) -> np.ndarray:
-    """Return splitmix64's finalizer applied to uint64 words (wrapping arithmetic)."""
+    """Return splitmix64's finalizer applied to uint64 words (wrapping arithmetic), computed
+    in place in z (callers pass a temporary) with one scratch array."""
+    t = np.empty_like(z)
     with np.errstate(over="ignore"):
-        z = (z ^ (z >> np.uint64(30))) * _MUL1
-        z = (z ^ (z >> np.uint64(27))) * _MUL2
-    return z ^ (z >> np.uint64(31))
+        for shift, mul in ((30, _MUL1), (27, _MUL2), (31, None)):
+            np.right_shift(z, np.uint64(shift), out=t)
+            z ^= t
+            if mul is not None:
+                z *= mul
+    return z
 
 
 class Stream:
@@ -70,7 +75,9 @@ class Stream:
         i = np.arange(self.counter + 1, self.counter + 1 + count, dtype=np.uint64)
         self.counter += count
         with np.errstate(over="ignore"):
-            return _mix(self.key + i * _GOLDEN)
+            i *= _GOLDEN
+            i += self.key
+            return _mix(i)
 
     def uniform(self, shape, low: float = 0.0, high: float = 1.0) -> np.ndarray:
         """Return uniform variates on [low, high): low + (high - low) * k 2**-53."""
@@ -95,7 +102,9 @@ class Stream:
                                          dtype=np.uint64)
         self.counter += c * m * per
         with np.errstate(over="ignore"):
-            return _mix(self.key + i * _GOLDEN)
+            i *= _GOLDEN
+            i += self.key
+            return _mix(i)
 
     def uniform_columns(self, c: int, m: int, window: tuple, low: float = 0.0,
                         high: float = 1.0) -> np.ndarray:
@@ -107,7 +116,10 @@ class Stream:
     def normal_columns(self, c: int, m: int, window: tuple) -> np.ndarray:
         """Return columns window of normal((c, m)): the same bits, fewer words."""
         w = self._element_words(c, m, window, 6)
-        total = ((w & _LOW32) + (w >> np.uint64(32))).sum(axis=2, dtype=np.uint64)
+        high = w >> np.uint64(32)
+        w &= _LOW32
+        w += high
+        total = w.sum(axis=2, dtype=np.uint64)
         return np.ldexp(total.astype(np.float64) - 6 * 2.0**32, -32)
 
     def integers(self, shape, low: int, high: int) -> np.ndarray:
