@@ -3,8 +3,8 @@ expected arrays in the compact layout (hi, lo, cond; rounded derived, exceptions
 
 The fixture is the hand-made fwd case of hostile_files with the large-case threshold
 lowered to 4200 elements (the inline limit is 4096), so its 4400-element x and y take the
-large layout. Each damage is re-sealed (the case file's final digest, and the sidecar's digest where the sidecar is
-edited), so it must be caught by the checks behind the digests.
+large layout. Each damage is re-sealed (the case file's final digest, and the sidecar's
+digest where the sidecar is edited), so it must be caught by the checks behind the digests.
 """
 from __future__ import annotations
 
