@@ -42,7 +42,8 @@ from .report_files import OUTCOMES, write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE_DIR = Path(__file__).resolve().parent
-DEFAULT_BACKENDS = ("numpy", "cpu", "mxnet", "torch", "onnxruntime", "jax", "tensorflow", "paddle")
+DEFAULT_BACKENDS = ("numpy", "cpu", "mxnet", "torch", "onnxruntime", "jax", "jax-twopass",
+                    "tensorflow", "openvino", "openvino-f32", "paddle")
 JUDGED = ("pass", "fail", "error", "xfail", "xpass")
 RUNS_DIR = ".matrix-runs"
 
