@@ -17,10 +17,12 @@
 //   channel-first (inner > 1): a channel is `outer` rows of `inner` contiguous elements.
 //   channel-last  (inner == 1): x is [outer, C] rows; a channel is a strided column.
 //
-// Precision: float64 data accumulate in compensated float64 (TwoSum), float32 data in float64,
-// float16/bfloat16 data in float32 (element work) with float64 per-chunk totals. Per-channel
-// scalars (mean, var, invstd, the running update) are formed in long double from the chunk
-// partials, then rounded once.
+// Precision: float64 data accumulate in compensated float64 (TwoSum, two passes per chunk);
+// float32 and float16/bfloat16 data in float64, one pass per chunk shifted by the chunk's first
+// value (exact for these types; kernels_first.inc chunk_stats). The elementwise passes run in
+// float64 lanes for float64 data and in float32 lanes otherwise. Per-channel scalars (mean,
+// var, invstd, the running update) are formed in long double from the chunk partials, then
+// rounded once.
 //
 // Determinism: every reduction is cut into chunks fixed by the shape alone (never by the thread
 // count or the buffer address) and the chunk partials are merged in chunk order by one helper
@@ -43,8 +45,9 @@ inline bool params_are_f64(DType t) { return t == DType::f64; }
 
 // --- tunables ---------------------------------------------------------------------------
 
-// Elements of one channel-first statistics chunk: the two passes over a chunk (sum, then
-// squared deviations) run while it sits in L1 (2048 float64 = 16 KiB of a 32-48 KiB L1d).
+// Elements of one channel-first statistics chunk: the two passes over a float64 chunk (sum,
+// then squared deviations) run while it sits in L1 (2048 float64 = 16 KiB of a 32-48 KiB L1d);
+// it also bounds the one-pass error of narrower data (chunk_stats).
 constexpr std::int64_t kChunkElems = 2048;
 // Channel-last blocks: rows x tile columns of about this many elements, re-read from L2 by
 // the second statistics pass (64 Ki float32 = 256 KiB, a quarter of a 1 MiB L2).
