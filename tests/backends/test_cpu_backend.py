@@ -481,3 +481,34 @@ def test_gil_is_released_during_compute():
     worker.join()
     # With the GIL held for the whole call this loop could not run until the call returned.
     assert busy > 0.3 * one_call and ticks > 1000, (ticks, busy, one_call)
+
+
+def test_ordinary_stores_give_the_same_bits_as_non_temporal_ones(tmp_path):
+    """BN_CPU_STREAM=0 (read when the extension loads) turns off the non-temporal stores of
+    outputs of 8 MiB and more; y and dx must not change by a bit."""
+    import os
+    import subprocess
+    import sys
+
+    shape = (4, 64, 96, 96)  # 9 MiB of float32 (streamed by default), planes of 36 KiB
+    script = (
+        "import sys, numpy as np, backends.cpu as cpu\n"
+        "rng = np.random.default_rng(5)\n"
+        f"x = rng.standard_normal({shape}).astype(np.float32)\n"
+        "dy = rng.standard_normal(x.shape).astype(np.float32)\n"
+        "c = x.shape[1]\n"
+        "p = lambda v: np.full(c, v, np.float32)\n"
+        "kw = dict(eps=1e-3, momentum=0.9, fix_gamma=False, use_global_stats=False,\n"
+        "          output_mean_var=False, axis=1, training=True)\n"
+        "b = cpu.CpuBackend()\n"
+        "y = b.forward(x, p(1.5), p(0.25), p(0), p(1), **kw)['y']\n"
+        "dx = b.backward(x, p(1.5), p(0.25), p(0), p(1), dy, **kw)['dx']\n"
+        "np.save(sys.argv[1], np.stack([y, dx]))\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    outs = []
+    for flag in ("1", "0"):
+        out = tmp_path / f"stream{flag}.npy"
+        env = {**os.environ, "BN_CPU_STREAM": flag}
+        subprocess.run([sys.executable, "-c", script, str(out)], cwd=root, env=env, check=True)
+        outs.append(np.load(out))
+    assert outs[0].tobytes() == outs[1].tobytes()

@@ -64,6 +64,16 @@ constexpr std::int64_t kWorkElems = 32768;
 // 32 MiB L3 next to their inputs, and skipping the read-for-ownership saves a third of the
 // write traffic.
 constexpr std::size_t kStreamMinBytes = std::size_t(8) << 20;
+// ... and only when each contiguous run of the output (a channel-first row of `inner` elements)
+// is at least this long: a non-temporal store fills a whole cache line in a write-combining
+// buffer, and short rows (ResNet's 7x7 and 14x14 planes) leave most lines partial, each
+// written back on its own (measured: 32x2048x7x7 float32 inference 8x slower than PyTorch).
+constexpr std::size_t kStreamMinRunBytes = 2048;
+// Whether those outputs may use non-temporal stores at all: yes unless the environment
+// variable BN_CPU_STREAM=0 (read once, dispatch.cpp). They save the read-for-ownership of the
+// output on a quiet machine; on a shared virtual machine under memory load they were measured
+// 1.8-2.5x slower than ordinary stores, so a benchmark can compare both.
+bool streaming_allowed();
 // Below this many elements a call runs on one thread: waking a team costs more than it saves.
 constexpr std::int64_t kMinParallelElems = std::int64_t(1) << 15;
 // A thread owns whole channels (so a channel's slab stays in its L2 between the statistics

@@ -187,6 +187,14 @@ void check_scalars(double eps, double momentum) {
 
 // --- public -------------------------------------------------------------------------------------
 
+bool streaming_allowed() {
+  static const bool allowed = [] {
+    const char* env = std::getenv("BN_CPU_STREAM");
+    return !(env && std::string(env) == "0");
+  }();
+  return allowed;
+}
+
 void set_isa(const std::string& name) {
   const KernelTable* t = name == "auto" ? best_table() : table_by_name(name);
   if (!t) fail("isa='" + name + "' is not available on this CPU/build (available: " + available_isas() + ")");
