@@ -374,18 +374,31 @@ def run_threads(args, ext, nthreads: int) -> str:
                   + verdict, ""]
         lines += [f"- {r[0]} {r[1]}: PyTorch {r[5]}" for r in slower]
         return "\n".join(lines) + "\n"
-    lines += ["", f"Targets (issue 5), big float32 shapes, {threads} thread(s):", "",
-              "Faster than PyTorch on every row; forward training and inference within 1.15x of "
-              "the floor, backward within 1.0x.", ""]
+    lines += ["", f"Targets (issue 15), {threads} thread(s):", "",
+              "Every row at most PyTorch's time; the big rows (25.7 MB float32 tensors) within "
+              "1.10x of the floor for forward training and inference and 1.0x for backward; "
+              "the big 16-bit rows within 1.25x.", ""]
     for r in rows:
-        if not (r[0].endswith("float32") and r[0].split()[0] in ("NCHW", "NHWC")):
-            continue
-        limit = 1.0 if r[1] == "backward" else 1.15
-        torch_ok = r[5] == "n/a" or float(r[5].rstrip("x")) < 1.0
-        misses = [f"floor {r[4]:.2f}x > {limit}x"] if r[4] > limit else []
-        misses += [] if torch_ok else [f"PyTorch {r[5]}"]
+        misses = target_misses(r[0], r[1], r[4], r[5])
         lines.append(f"- {r[0]} {r[1]}: " + ("meets" if not misses else "misses: " + ", ".join(misses)))
     return "\n".join(lines) + "\n"
+
+
+def target_misses(row: str, op: str, vs_floor: float, vs_torch: str) -> list[str]:
+    """Return the targets of issue 15 a row misses (empty: it meets them): time / PyTorch <= 1.0
+    on every row; on the big NCHW/NHWC rows time / floor <= 1.10 (fwd_train, inference) or
+    <= 1.0 (backward) for float32, <= 1.25 for 16-bit dtypes."""
+    misses = []
+    if vs_torch != "n/a" and float(vs_torch.rstrip("x")) > 1.0:
+        misses.append(f"PyTorch {vs_torch}")
+    if row.split()[0] in ("NCHW", "NHWC"):
+        if row.endswith("float32"):
+            limit = 1.0 if op == "backward" else 1.10
+        else:
+            limit = 1.25
+        if vs_floor > limit:
+            misses.append(f"floor {vs_floor:.2f}x > {limit}x")
+    return misses
 
 
 def main(argv=None) -> int:

@@ -47,3 +47,17 @@ def test_a_filter_that_matches_nothing_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         main(["--rows", "4-D"])
     assert "matches no shape" in capsys.readouterr().err
+
+
+def test_issue_15_targets_name_each_miss():
+    from backends.bench import target_misses
+
+    assert target_misses("NCHW 32x64x56x56 float32", "fwd_train", 1.10, "1.00x") == []
+    assert target_misses("NCHW 32x64x56x56 float32", "fwd_train", 1.11, "0.50x") == [
+        "floor 1.11x > 1.1x"]
+    assert target_misses("NHWC 32x56x56x64 float32", "backward", 1.01, "1.02x") == [
+        "PyTorch 1.02x", "floor 1.01x > 1.0x"]
+    assert target_misses("NHWC 32x56x56x64 float16", "backward", 1.20, "n/a") == []
+    assert target_misses("NCHW 32x64x56x56 bfloat16", "inference", 1.30, "0.9x") == [
+        "floor 1.30x > 1.25x"]
+    assert target_misses("2-D 256x1024 float32", "backward", 5.0, "1.01x") == ["PyTorch 1.01x"]
