@@ -10,46 +10,15 @@ import numpy as np
 import pytest
 
 from backends.frameworks import UnavailableBackend
-from conformance.cases import DEFAULT_CASES_DIR, load, skip_reason
+from tests.backends.batch_norm_formulas import (EPS, MOMENTUM, assert_mxnet_running_update,
+                                                assert_running_stats_kept_and_used,
+                                                batch_stats, data, first_case_skip_reason, flags,
+                                                normalized)
 
 HAS_JAX = (importlib.util.find_spec("jax") is not None
            and importlib.util.find_spec("flax") is not None)
 needs_jax = pytest.mark.skipif(not HAS_JAX, reason="JAX/Flax not installed: pip install -e "
                                                     "'.[jax]' runs these tests")
-EPS = 1e-3
-MOMENTUM = 0.9
-
-
-def data(shape=(6, 3, 5), dtype=np.float32, seed=0, offset=0.0):
-    rng = np.random.default_rng(seed)
-    c = shape[1]
-    return ((rng.normal(size=shape) + offset).astype(dtype),
-            rng.uniform(0.5, 2, c).astype(np.float32 if dtype != np.float64 else dtype),
-            rng.normal(size=c).astype(np.float32 if dtype != np.float64 else dtype),
-            rng.normal(size=c).astype(np.float32 if dtype != np.float64 else dtype),
-            rng.uniform(0.5, 2, c).astype(np.float32 if dtype != np.float64 else dtype))
-
-
-def flags(**overrides):
-    base = {"eps": EPS, "momentum": MOMENTUM, "fix_gamma": False, "use_global_stats": False,
-            "output_mean_var": False, "axis": 1, "training": True}
-    return {**base, **overrides}
-
-
-def batch_stats(x, axis=1):
-    """Return the float64 batch mean and biased variance per channel."""
-    x = np.moveaxis(np.asarray(x, np.float64), axis, 0).reshape(x.shape[axis], -1)
-    mean = x.mean(axis=1)
-    return mean, ((x - mean[:, None]) ** 2).mean(axis=1)
-
-
-def normalized(x, mean, var, gamma, beta, axis=1):
-    shape = [1] * x.ndim
-    shape[axis] = -1
-    r = lambda a: np.asarray(a, np.float64).reshape(shape)  # noqa: E731
-    return (np.asarray(x, np.float64) - r(mean)) / np.sqrt(r(var) + EPS) * r(gamma) + r(beta)
-
-
 @pytest.fixture(scope="module")
 def jax_backend():
     if not HAS_JAX:
@@ -65,8 +34,7 @@ def test_absent_flax_loads_and_skips_every_case(monkeypatch):
     for make, name in ((factory, "jax"), (twopass_factory, "jax-twopass")):
         backend = make()
         assert isinstance(backend, UnavailableBackend) and backend.name == name
-        ids = sorted(p.stem for p in DEFAULT_CASES_DIR.glob("fwd_train_*_fp32_*.yaml"))
-        reason = skip_reason(backend, load(DEFAULT_CASES_DIR, ids[0]))
+        reason = first_case_skip_reason(backend)
         assert reason.startswith(f"{name}: ") and ".[jax]" in reason
 
 
@@ -79,10 +47,7 @@ def test_training_normalizes_with_batch_stats_and_updates_running_stats_in_forwa
     mean, var = batch_stats(x)
     np.testing.assert_allclose(out["y"], normalized(x, mean, var, gamma, beta), rtol=0, atol=2e-6)
     # MXNet's momentum convention (weight of the old value), the biased variance, at forward
-    np.testing.assert_allclose(out["running_mean"], MOMENTUM * rm0 + (1 - MOMENTUM) * mean,
-                               rtol=1e-6)
-    np.testing.assert_allclose(out["running_var"], MOMENTUM * rv0 + (1 - MOMENTUM) * var,
-                               rtol=1e-6)
+    assert_mxnet_running_update(out, rm0, rv0, mean, var)
     np.testing.assert_array_equal(rm, out["running_mean"])  # written back into the caller's
     assert "mean" not in out and "invstd" not in out          # no_mean_invstd
 
@@ -93,9 +58,7 @@ def test_running_average_modes_use_and_keep_the_running_stats(jax_backend, mode)
     x, gamma, beta, rm, rv = data(seed=1)
     rm0, rv0 = rm.copy(), rv.copy()
     out = jax_backend.forward(x, gamma, beta, rm, rv, **flags(**mode))
-    np.testing.assert_allclose(out["y"], normalized(x, rm0, rv0, gamma, beta), rtol=0, atol=2e-6)
-    np.testing.assert_array_equal(out["running_mean"], rm0)
-    np.testing.assert_array_equal(out["running_var"], rv0)
+    assert_running_stats_kept_and_used(out, x, gamma, beta, rm0, rv0, atol=2e-6)
 
 
 @needs_jax

@@ -18,35 +18,15 @@ from backends.openvino_adapter import (MEAN_VAR_REASON, TRAINING_REASON, _capabi
                                        _epsilon, _reason, unsupported)
 from bnspec.flags import Flags
 from conformance import bad_inputs
-from conformance.cases import DEFAULT_CASES_DIR, capability_reason, load, skip_reason
+from conformance.cases import capability_reason, skip_reason
+from tests.backends.batch_norm_formulas import (EPS, assert_running_stats_kept_and_used, data,
+                                                first_case, normalized)
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
 needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="OpenVINO not installed: pip "
                                     "install -e '.[openvino]' runs these tests")
-EPS = 1e-3
 INFERENCE = {"eps": EPS, "momentum": 0.9, "fix_gamma": False, "use_global_stats": False,
              "output_mean_var": False, "axis": 1, "training": False}
-
-
-def data(shape=(4, 3, 5), dtype=np.float32, seed=0):
-    """Return x, gamma, beta, running_mean, running_var (parameters float32 for 16-bit x)."""
-    rng = np.random.default_rng(seed)
-    c = shape[1]
-    p = np.float64 if dtype == np.float64 else np.float32
-    return (rng.normal(size=shape).astype(dtype), rng.uniform(0.5, 2, c).astype(p),
-            rng.normal(size=c).astype(p), rng.normal(size=c).astype(p),
-            rng.uniform(0.5, 2, c).astype(p))
-
-
-def normalized(x, mean, var, gamma, beta, axis=1, eps=EPS):
-    shape = [1] * x.ndim
-    shape[axis] = -1
-    r = lambda a: np.asarray(a, np.float64).reshape(shape)  # noqa: E731
-    return (np.asarray(x, np.float64) - r(mean)) / np.sqrt(r(var) + eps) * r(gamma) + r(beta)
-
-
-def first_case(pattern: str):
-    return load(DEFAULT_CASES_DIR, sorted(p.stem for p in DEFAULT_CASES_DIR.glob(pattern))[0])
 
 
 # --- without OpenVINO -------------------------------------------------------------------
@@ -137,10 +117,7 @@ def test_y_uses_the_running_statistics_and_leaves_them(ov_backend, mode):
     x, gamma, beta, rm, rv = data()
     rm0, rv0 = rm.copy(), rv.copy()
     out = ov_backend.forward(x, gamma, beta, rm, rv, **{**INFERENCE, **mode})
-    np.testing.assert_allclose(out["y"], normalized(x, rm0, rv0, gamma, beta), rtol=0,
-                               atol=4e-6)
-    np.testing.assert_array_equal(out["running_mean"], rm0)
-    np.testing.assert_array_equal(out["running_var"], rv0)
+    assert_running_stats_kept_and_used(out, x, gamma, beta, rm0, rv0, atol=4e-6)
     np.testing.assert_array_equal(rm, rm0)
     assert set(out) == {"y", "running_mean", "running_var"}
 

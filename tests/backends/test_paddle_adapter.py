@@ -14,40 +14,18 @@ import pytest
 from backends.frameworks import UnavailableBackend
 from backends.paddle_adapter import FIRST, LAST, Layout, PaddleBackend, channel_axis, layout
 from conformance.cases import DEFAULT_CASES_DIR, load, skip_reason
+from tests.backends.batch_norm_formulas import (EPS, MOMENTUM, assert_mxnet_running_update,
+                                                assert_running_stats_kept_and_used,
+                                                batch_stats, first_case_skip_reason, flags,
+                                                normalized)
+from tests.backends.batch_norm_formulas import data as formula_data
 
 HAS_PADDLE = importlib.util.find_spec("paddle") is not None
 INSTALL = "PaddlePaddle not installed: python -m backends.env paddle runs these tests"
 needs_paddle = pytest.mark.skipif(not HAS_PADDLE, reason=INSTALL)
-EPS = 1e-3
-MOMENTUM = 0.9
-
-
 def data(shape=(6, 3, 5), dtype=np.float32, seed=0, axis=1):
-    rng = np.random.default_rng(seed)
-    c = shape[axis]
-    return (rng.normal(size=shape).astype(dtype), rng.uniform(0.5, 2, c).astype(dtype),
-            rng.normal(size=c).astype(dtype), rng.normal(size=c).astype(dtype),
-            rng.uniform(0.5, 2, c).astype(dtype))
-
-
-def flags(**overrides):
-    base = {"eps": EPS, "momentum": MOMENTUM, "fix_gamma": False, "use_global_stats": False,
-            "output_mean_var": False, "axis": 1, "training": True}
-    return {**base, **overrides}
-
-
-def batch_stats(x, axis=1):
-    """Return the float64 batch mean and biased variance per channel."""
-    x = np.moveaxis(np.asarray(x, np.float64), axis, 0).reshape(x.shape[axis], -1)
-    mean = x.mean(axis=1)
-    return mean, ((x - mean[:, None]) ** 2).mean(axis=1)
-
-
-def normalized(x, mean, var, gamma, beta, axis=1, eps=EPS):
-    shape = [1] * x.ndim
-    shape[axis] = -1
-    r = lambda a: np.asarray(a, np.float64).reshape(shape)
-    return (np.asarray(x, np.float64) - r(mean)) / np.sqrt(r(var) + eps) * r(gamma) + r(beta)
+    """Return the inputs of one call with the parameters in x's dtype (Paddle's rule)."""
+    return formula_data(shape, dtype, seed, axis=axis, param_dtype=dtype)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +45,7 @@ def test_absent_paddle_loads_and_skips_every_case_with_the_setup_command(monkeyp
 
     backend = factory()
     assert isinstance(backend, UnavailableBackend) and backend.name == "paddle"
-    ids = sorted(p.stem for p in DEFAULT_CASES_DIR.glob("fwd_train_*_fp32_*.yaml"))
-    reason = skip_reason(backend, load(DEFAULT_CASES_DIR, ids[0]))
+    reason = first_case_skip_reason(backend)
     assert reason.startswith("paddle: ") and "python -m backends.env paddle" in reason
     assert "paddlepaddle==3.3.1" in reason
 
@@ -155,9 +132,8 @@ def test_training_normalizes_with_batch_stats_and_updates_running_stats_in_forwa
     np.testing.assert_allclose(out["y"], normalized(x, mean, var, gamma, beta, eps=eps32),
                                rtol=0, atol=1e-13)
     # MXNet's momentum convention with a float32 momentum, the biased variance, at forward
-    m32 = float(np.float32(MOMENTUM))
-    np.testing.assert_allclose(out["running_mean"], m32 * rm0 + (1 - m32) * mean, rtol=1e-14)
-    np.testing.assert_allclose(out["running_var"], m32 * rv0 + (1 - m32) * var, rtol=1e-14)
+    assert_mxnet_running_update(out, rm0, rv0, mean, var, momentum=float(np.float32(MOMENTUM)),
+                                rtol=1e-14)
     np.testing.assert_array_equal(rm, out["running_mean"])  # written back into the caller's
     assert "mean" not in out and "invstd" not in out        # not asked for
 
@@ -179,9 +155,7 @@ def test_running_stats_modes_use_and_keep_the_running_stats(paddle_backend, mode
     x, gamma, beta, rm, rv = data(seed=2)
     rm0, rv0 = rm.copy(), rv.copy()
     out = paddle_backend.forward(x, gamma, beta, rm, rv, **flags(output_mean_var=True, **mode))
-    np.testing.assert_allclose(out["y"], normalized(x, rm0, rv0, gamma, beta), atol=2e-6)
-    np.testing.assert_array_equal(out["running_mean"], rm0)
-    np.testing.assert_array_equal(out["running_var"], rv0)
+    assert_running_stats_kept_and_used(out, x, gamma, beta, rm0, rv0, atol=2e-6)
     assert "mean" not in out and "invstd" not in out  # no_mean_invstd_with_running_stats
 
 

@@ -13,45 +13,15 @@ import pytest
 
 from backends import env
 from backends.frameworks import UnavailableBackend
-from conformance.cases import DEFAULT_CASES_DIR, load, skip_reason
+from tests.backends.batch_norm_formulas import (EPS, MOMENTUM, assert_mxnet_running_update,
+                                                assert_running_stats_kept_and_used,
+                                                batch_stats, data, first_case_skip_reason, flags,
+                                                normalized)
 
 HAS_TF = (importlib.util.find_spec("tensorflow") is not None
           and importlib.util.find_spec("keras") is not None)
 REASON = "TensorFlow/Keras not installed: python -m backends.env tensorflow runs these tests"
 needs_tf = pytest.mark.skipif(not HAS_TF, reason=REASON)
-EPS = 1e-3
-MOMENTUM = 0.9
-
-
-def data(shape=(6, 3, 5), dtype=np.float32, seed=0):
-    rng = np.random.default_rng(seed)
-    c = shape[1]
-    param = np.float64 if dtype == np.float64 else np.float32
-    return (rng.normal(size=shape).astype(dtype), rng.uniform(0.5, 2, c).astype(param),
-            rng.normal(size=c).astype(param), rng.normal(size=c).astype(param),
-            rng.uniform(0.5, 2, c).astype(param))
-
-
-def flags(**overrides):
-    base = {"eps": EPS, "momentum": MOMENTUM, "fix_gamma": False, "use_global_stats": False,
-            "output_mean_var": False, "axis": 1, "training": True}
-    return {**base, **overrides}
-
-
-def batch_stats(x, axis=1):
-    """Return the float64 batch mean and biased variance per channel."""
-    x = np.moveaxis(np.asarray(x, np.float64), axis, 0).reshape(x.shape[axis], -1)
-    mean = x.mean(axis=1)
-    return mean, ((x - mean[:, None]) ** 2).mean(axis=1)
-
-
-def normalized(x, mean, var, gamma, beta, axis=1, eps=EPS):
-    shape = [1] * x.ndim
-    shape[axis] = -1
-    r = lambda a: np.asarray(a, np.float64).reshape(shape)
-    return (np.asarray(x, np.float64) - r(mean)) / np.sqrt(r(var) + eps) * r(gamma) + r(beta)
-
-
 @pytest.fixture(scope="module")
 def tf_backend():
     if not HAS_TF:
@@ -68,8 +38,7 @@ def test_absent_tensorflow_loads_and_skips_every_case_with_the_setup_command(mon
 
     backend = factory()
     assert isinstance(backend, UnavailableBackend) and backend.name == "tensorflow"
-    ids = sorted(p.stem for p in DEFAULT_CASES_DIR.glob("fwd_train_*_fp32_*.yaml"))
-    reason = skip_reason(backend, load(DEFAULT_CASES_DIR, ids[0]))
+    reason = first_case_skip_reason(backend)
     assert reason.startswith("tensorflow: ") and "python -m backends.env tensorflow" in reason
 
 
@@ -164,10 +133,7 @@ def test_training_normalizes_with_batch_stats_and_updates_moving_stats_in_forwar
     mean, var = batch_stats(x)
     np.testing.assert_allclose(out["y"], normalized(x, mean, var, gamma, beta), rtol=0, atol=4e-6)
     # MXNet's momentum convention (weight of the old value), the biased variance, at forward
-    np.testing.assert_allclose(out["running_mean"], MOMENTUM * rm0 + (1 - MOMENTUM) * mean,
-                               rtol=1e-6)
-    np.testing.assert_allclose(out["running_var"], MOMENTUM * rv0 + (1 - MOMENTUM) * var,
-                               rtol=1e-6)
+    assert_mxnet_running_update(out, rm0, rv0, mean, var)
     m = x.size // 3
     assert np.all(np.abs(out["running_var"] - (MOMENTUM * rv0 + (1 - MOMENTUM) * var
                                                * m / (m - 1))) > 1e-4)  # not Bessel-corrected
@@ -181,9 +147,7 @@ def test_running_modes_use_and_keep_the_moving_stats(tf_backend, mode):
     x, gamma, beta, rm, rv = data(seed=1)
     rm0, rv0 = rm.copy(), rv.copy()
     out = tf_backend.forward(x, gamma, beta, rm, rv, **flags(**mode))
-    np.testing.assert_allclose(out["y"], normalized(x, rm0, rv0, gamma, beta), rtol=0, atol=4e-6)
-    np.testing.assert_array_equal(out["running_mean"], rm0)
-    np.testing.assert_array_equal(out["running_var"], rv0)
+    assert_running_stats_kept_and_used(out, x, gamma, beta, rm0, rv0, atol=4e-6)
 
 
 @needs_tf
