@@ -76,7 +76,7 @@ def assert_running_stats_kept_and_used(out, x, gamma, beta, rm0, rv0, atol):
 
 def first_case(pattern: str):
     """Return the first golden case (by id) whose file name matches pattern."""
-    return load(DEFAULT_CASES_DIR, sorted(p.stem for p in DEFAULT_CASES_DIR.glob(pattern))[0])
+    return load(DEFAULT_CASES_DIR, min(p.stem for p in DEFAULT_CASES_DIR.glob(pattern)))
 
 
 def first_case_skip_reason(backend) -> str:
