@@ -10,17 +10,10 @@ import numpy as np
 import pytest
 
 from backends.frameworks import UnavailableBackend
-from tests.backends.batch_norm_formulas import (
-    EPS,
-    MOMENTUM,
-    assert_mxnet_running_update,
-    assert_running_stats_kept_and_used,
-    batch_stats,
-    data,
-    first_case_skip_reason,
-    flags,
-    normalized,
-)
+from tests.backends.batch_norm_formulas import (EPS, MOMENTUM, assert_mxnet_running_update,
+                                                assert_running_stats_kept_and_used,
+                                                batch_stats, data, first_case_skip_reason, flags,
+                                                normalized)
 
 HAS_JAX = (importlib.util.find_spec("jax") is not None
            and importlib.util.find_spec("flax") is not None)

@@ -14,24 +14,13 @@ import numpy as np
 import pytest
 
 from backends.frameworks import UnavailableBackend
-from backends.openvino_adapter import (
-    MEAN_VAR_REASON,
-    TRAINING_REASON,
-    _capabilities,
-    _epsilon,
-    _reason,
-    unsupported,
-)
+from backends.openvino_adapter import (MEAN_VAR_REASON, TRAINING_REASON, _capabilities,
+                                       _epsilon, _reason, unsupported)
 from bnspec.flags import Flags
 from conformance import bad_inputs
 from conformance.cases import capability_reason, skip_reason
-from tests.backends.batch_norm_formulas import (
-    EPS,
-    assert_running_stats_kept_and_used,
-    data,
-    first_case,
-    normalized,
-)
+from tests.backends.batch_norm_formulas import (EPS, assert_running_stats_kept_and_used, data,
+                                                first_case, normalized)
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
 needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="OpenVINO not installed: pip "

@@ -14,16 +14,10 @@ import pytest
 from backends.frameworks import UnavailableBackend
 from backends.paddle_adapter import FIRST, LAST, Layout, PaddleBackend, channel_axis, layout
 from conformance.cases import DEFAULT_CASES_DIR, load, skip_reason
-from tests.backends.batch_norm_formulas import (
-    EPS,
-    MOMENTUM,
-    assert_mxnet_running_update,
-    assert_running_stats_kept_and_used,
-    batch_stats,
-    first_case_skip_reason,
-    flags,
-    normalized,
-)
+from tests.backends.batch_norm_formulas import (EPS, MOMENTUM, assert_mxnet_running_update,
+                                                assert_running_stats_kept_and_used,
+                                                batch_stats, first_case_skip_reason, flags,
+                                                normalized)
 from tests.backends.batch_norm_formulas import data as formula_data
 
 HAS_PADDLE = importlib.util.find_spec("paddle") is not None

@@ -13,17 +13,10 @@ import pytest
 
 from backends import env
 from backends.frameworks import UnavailableBackend
-from tests.backends.batch_norm_formulas import (
-    EPS,
-    MOMENTUM,
-    assert_mxnet_running_update,
-    assert_running_stats_kept_and_used,
-    batch_stats,
-    data,
-    first_case_skip_reason,
-    flags,
-    normalized,
-)
+from tests.backends.batch_norm_formulas import (EPS, MOMENTUM, assert_mxnet_running_update,
+                                                assert_running_stats_kept_and_used,
+                                                batch_stats, data, first_case_skip_reason, flags,
+                                                normalized)
 
 HAS_TF = (importlib.util.find_spec("tensorflow") is not None
           and importlib.util.find_spec("keras") is not None)
