@@ -12,8 +12,9 @@ the math and the algorithm: backends/cpu/src/bn.h and kernels.inc.
 
 Threads: ``OMP_NUM_THREADS`` or :func:`set_num_threads`; results are bit-identical for any thread
 count and any buffer alignment. Kernels: :func:`set_isa` ("avx512", "avx2", "portable", "auto");
-``BN_CPU_ISA`` chooses at load time. Outputs of 8 MiB and more are written with non-temporal
-stores unless ``BN_CPU_STREAM=0`` (read once; the values are the same either way).
+``BN_CPU_ISA`` chooses at load time. ``BN_CPU_STREAM=1`` writes outputs of 8 MiB and more with
+non-temporal stores (read once; the values are the same either way; faster on some machines,
+twice as slow on others: compare with ``python -m backends.bench``).
 """
 from __future__ import annotations
 

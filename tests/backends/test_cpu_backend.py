@@ -484,13 +484,13 @@ def test_gil_is_released_during_compute():
 
 
 def test_ordinary_stores_give_the_same_bits_as_non_temporal_ones(tmp_path):
-    """BN_CPU_STREAM=0 (read when the extension loads) turns off the non-temporal stores of
-    outputs of 8 MiB and more; y and dx must not change by a bit."""
+    """BN_CPU_STREAM=1 (read when the extension loads) writes outputs of 8 MiB and more with
+    non-temporal stores; y and dx must not change by a bit."""
     import os
     import subprocess
     import sys
 
-    shape = (4, 64, 96, 96)  # 9 MiB of float32 (streamed by default), planes of 36 KiB
+    shape = (4, 64, 96, 96)  # 9 MiB of float32 (streamed with the flag), planes of 36 KiB
     script = (
         "import sys, numpy as np, backends.cpu as cpu\n"
         "rng = np.random.default_rng(5)\n"

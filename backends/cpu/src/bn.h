@@ -60,19 +60,21 @@ constexpr std::int64_t kMinBlockRows = 16;
 // Elementwise work items hold about this many elements: small enough to balance 2-3 threads
 // on a 25 MB tensor, large enough that scheduling costs nothing.
 constexpr std::int64_t kWorkElems = 32768;
-// Outputs at least this large are written with non-temporal stores: they cannot stay in a
-// 32 MiB L3 next to their inputs, and skipping the read-for-ownership saves a third of the
-// write traffic.
+// Outputs at least this large may be written with non-temporal stores (streaming_allowed):
+// they cannot stay in a 32 MiB L3 next to their inputs, and skipping the read-for-ownership
+// saves a third of the write traffic.
 constexpr std::size_t kStreamMinBytes = std::size_t(8) << 20;
 // ... and only when each contiguous run of the output (a channel-first row of `inner` elements)
 // is at least this long: a non-temporal store fills a whole cache line in a write-combining
 // buffer, and short rows (ResNet's 7x7 and 14x14 planes) leave most lines partial, each
 // written back on its own (measured: 32x2048x7x7 float32 inference 8x slower than PyTorch).
 constexpr std::size_t kStreamMinRunBytes = 2048;
-// Whether those outputs may use non-temporal stores at all: yes unless the environment
-// variable BN_CPU_STREAM=0 (read once, dispatch.cpp). They save the read-for-ownership of the
-// output on a quiet machine; on a shared virtual machine under memory load they were measured
-// 1.8-2.5x slower than ordinary stores, so a benchmark can compare both.
+// Whether those outputs use non-temporal stores: only with the environment variable
+// BN_CPU_STREAM=1 (read once, dispatch.cpp). They brought the big rows to the floor on the
+// quiet Zen 4 bench machine of an earlier round, but on the 2-core Zen 2 virtual machines of
+// this project they made NCHW float32 forward training 2.0x and inference 2.3x slower than
+// ordinary stores (1 thread, same run: 8.25 -> 4.09 ms and 6.38 -> 2.76 ms, PyTorch 14.6 and
+// 3.3 ms), so ordinary stores are the default and a benchmark can compare both.
 bool streaming_allowed();
 // Below this many elements a call runs on one thread: waking a team costs more than it saves.
 constexpr std::int64_t kMinParallelElems = std::int64_t(1) << 15;

@@ -190,7 +190,7 @@ void check_scalars(double eps, double momentum) {
 bool streaming_allowed() {
   static const bool allowed = [] {
     const char* env = std::getenv("BN_CPU_STREAM");
-    return !(env && std::string(env) == "0");
+    return env != nullptr && std::string(env) == "1";
   }();
   return allowed;
 }
