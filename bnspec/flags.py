@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -108,6 +108,9 @@ class Flags:
         """Short human label used in report tables, e.g. ``train/fixgamma/batchstats/meanvar``."""
         return "/".join(self.tokens)
 
+
+#: The flags' keyword names, in Flags' field order: Flags(*(kwargs[n] for n in FLAG_NAMES)).
+FLAG_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Flags))
 
 ALL_FLAGS: tuple[Flags, ...] = tuple(
     Flags(*combo) for combo in itertools.product((True, False), repeat=4)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bnspec.flags import DTYPES, Flags, case_id, dtype_name, numpy_dtype
+from bnspec.flags import DTYPES, FLAG_NAMES, Flags, case_id, dtype_name, numpy_dtype
 from oracle.casefile import Case, write_case
 
 META = "__meta__"
@@ -102,8 +102,7 @@ def case_from_call(op: str, named: dict, kwargs: dict, summary: str,
     dtype = dtype_name(x.dtype)
     if dtype not in DTYPES:
         raise ValueError(f"x.dtype={dtype!r}: only float cases can be promoted")
-    flags = Flags(bool(kwargs["training"]), bool(kwargs["fix_gamma"]),
-                  bool(kwargs["use_global_stats"]), bool(kwargs["output_mean_var"]))
+    flags = Flags(*(bool(kwargs[name]) for name in FLAG_NAMES))
     inputs = {n: np.ascontiguousarray(named[n]) for n in INPUTS[:5]}
     if op == "step":
         inputs["dy"] = np.ascontiguousarray(named["dy"])

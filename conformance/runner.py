@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from oracle.casefile import release
-
-from bnspec.flags import Flags
-from oracle.casefile import Case
+from bnspec.flags import FLAG_NAMES, Flags
+from oracle.casefile import Case, release
 
 INPUT_ORDER = ("x", "gamma", "beta", "running_mean", "running_var")
-FLAG_NAMES = ("training", "fix_gamma", "use_global_stats", "output_mean_var")
 
 
 def generated_case(op: str, dtype: str, kwargs: dict, arrays: dict, *, case_id: str,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bnspec.flags import (AXIS_CLASSES, DEFAULT_EPS, DEFAULT_MOMENTUM, Flags, axis_class_of,
-                          axis_for_class, shape_token)
+from bnspec.flags import (AXIS_CLASSES, DEFAULT_EPS, DEFAULT_MOMENTUM, FLAG_NAMES, Flags,
+                          axis_class_of, axis_for_class, shape_token)
 
 from .casefile import ErrorSpec
 
@@ -22,7 +22,6 @@ DEFAULT_CHANNELS = 3
 LONG_OTHER_DIMS = {2: (65600,), 3: (16, 4100), 4: (4, 16, 1025), 5: (4, 4, 4, 1025)}
 #: special family: one channel per role of oracle.inputs.SPECIAL_ROLES.
 SPECIAL_CHANNELS = 6
-FLAG_NAMES = ("training", "fix_gamma", "use_global_stats", "output_mean_var")
 
 
 @dataclass(frozen=True)

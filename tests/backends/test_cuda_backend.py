@@ -27,12 +27,11 @@ import pytest
 
 from backends.cuda import CudaBackend, kernels, plan, runtime, semantics
 from backends.numpy_backend import NumpyBackend
-from bnspec.flags import DEFAULT_EPS
+from bnspec.flags import DEFAULT_EPS, FLAG_NAMES
 
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 PARAM = {"float64": np.float64, "float32": np.float32, "float16": np.float32,
          "bfloat16": np.float32}
-FLAG_NAMES = ("training", "fix_gamma", "use_global_stats", "output_mean_var")
 ALL_FLAGS = [dict(zip(FLAG_NAMES, combo)) for combo in itertools.product((True, False), repeat=4)]
 H100 = plan.Device("H100-like", 132)
 
