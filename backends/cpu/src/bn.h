@@ -18,9 +18,12 @@
 //   channel-last  (inner == 1): x is [outer, C] rows; a channel is a strided column.
 //
 // Precision: float64 data accumulate in compensated float64 (TwoSum, two passes per chunk);
-// float32 and float16/bfloat16 data in float64, one pass per chunk shifted by the chunk's first
-// value (exact for these types; kernels_first.inc chunk_stats). The elementwise passes run in
-// float64 lanes for float64 data and in float32 lanes otherwise. Per-channel scalars (mean,
+// float32 data in float64, one pass per chunk shifted by the chunk's first value (exact for
+// float32; kernels_first.inc chunk_stats). Float16/bfloat16 data: channel-first statistics and
+// all backward sums in float32 lanes over runs of at most 16 vectors whose totals are added in
+// float64 (two passes per chunk for the statistics; chunk_stats_narrow states the error
+// budget); channel-last statistics as float32 data. The elementwise passes run in float64 lanes
+// for float64 data and in float32 lanes otherwise. Per-channel scalars (mean,
 // var, invstd, the running update) are formed in long double from the chunk partials, then
 // rounded once.
 //
