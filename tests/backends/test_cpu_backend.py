@@ -357,6 +357,32 @@ def test_independent_of_buffer_alignment(dtype, shape, axis):
             assert_identical(base, out, f"offset {offset} {dtype} {shape}")
 
 
+@pytest.mark.parametrize("isa", cpu.available_isas())
+@pytest.mark.parametrize("dtype", DTYPE_NAMES)
+@pytest.mark.parametrize("inner", [1, 3, 5, 7, 9, 15, 17, 49])
+def test_row_tails_write_nothing_past_the_output(isa, dtype, inner):
+    """Rows shorter than a vector or with a partial last vector (odd 16-bit tails included):
+    the masked loads and stores touch exactly the tensor (sentinels around the output stay),
+    and every element, tails included, is the spec formula's value within LIMIT_DATA."""
+    cpu.set_isa(isa)
+    ext = cpu.extension()
+    shape = (3, 2, inner)
+    inputs = make_inputs(shape, 1, dtype, "normal", seed=inner)
+    x = inputs["x"]
+    n, item = x.size, x.itemsize
+    whole = np.frombuffer(b"\xa5" * (item * (n + 64)), dtype=x.dtype).copy()
+    y = whole[16:16 + n].reshape(shape)
+    pdt = inputs["gamma"].dtype
+    mean, invstd = np.zeros(2, pdt), np.zeros(2, pdt)
+    ext.forward(cpu.DTYPE_CODES[dtype], cpu._storage(x), inputs["gamma"], inputs["beta"],
+                inputs["running_mean"], inputs["running_var"], cpu._storage(y), mean, invstd,
+                1, 1e-3, False, False)
+    raw = whole.view(np.uint8)
+    assert (raw[:16 * item] == 0xA5).all() and (raw[(16 + n) * item:] == 0xA5).all()
+    expected = reference(inputs, dtype, **kwargs_of((False, False, False, False), 1))
+    assert error_units(y, *expected["y"], dtype) <= LIMIT_DATA[dtype]
+
+
 # --- validation before any write --------------------------------------------------------------
 
 
