@@ -222,6 +222,20 @@ def test_long_reduction_with_large_offset(dtype, layout):
     check_case(inputs, dtype, (True, False, False, True), axis)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("shape", [(2, 3, 3000), (90, 3, 49)], ids=["long-rows", "short-rows"])
+def test_16_bit_statistics_when_a_chunk_starts_on_an_outlier(dtype, shape):
+    """16-bit statistics run in float32 lanes. Shifted by a chunk's first value K (the float32
+    one-pass kernel's choice), a chunk whose rows start on an outlier far from a tight cluster
+    would make q = sum (x - K)^2 about n times M2, and float32 rounding of q would cost M2 a
+    relative n u_32: the two-pass narrow kernel must stay within LIMIT_STATS."""
+    inputs = make_inputs(shape, 1, dtype, "normal", seed=5)
+    x = inputs["x"].astype(np.float64) * 0.25 + 60.0
+    x[:, :, 0] = -900.0            # every row (so every chunk) starts on the outlier
+    inputs["x"] = x.astype(numpy_dtype(dtype))
+    check_case(inputs, dtype, (True, False, False, True), 1)
+
+
 def test_special_values():
     x = np.random.default_rng(1).standard_normal((4, 5, 6)).astype(np.float32)
     x[0, 0, 0] = np.nan
