@@ -13,8 +13,9 @@ the math and the algorithm: backends/cpu/src/bn.h and kernels.inc.
 Threads: ``OMP_NUM_THREADS`` or :func:`set_num_threads`; results are bit-identical for any thread
 count and any buffer alignment. Kernels: :func:`set_isa` ("avx512", "avx2", "portable", "auto");
 ``BN_CPU_ISA`` chooses at load time. ``BN_CPU_STREAM=1`` writes outputs of 8 MiB and more with
-non-temporal stores (read once; the values are the same either way; faster on some machines,
-twice as slow on others: compare with ``python -m backends.bench``).
+non-temporal stores (read once; the values are the same either way; up to a quarter faster when
+the output does not 4K-alias the input, two to five times slower when it does: bn.h
+``streaming_allowed``; compare with ``python -m backends.bench``).
 """
 from __future__ import annotations
 

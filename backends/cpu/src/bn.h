@@ -77,7 +77,12 @@ constexpr std::size_t kStreamMinRunBytes = 2048;
 // quiet Zen 4 bench machine of an earlier round, but on the 2-core Zen 2 virtual machines of
 // this project they made NCHW float32 forward training 2.0x and inference 2.3x slower than
 // ordinary stores (1 thread, same run: 8.25 -> 4.09 ms and 6.38 -> 2.76 ms, PyTorch 14.6 and
-// 3.3 ms), so ordinary stores are the default and a benchmark can compare both.
+// 3.3 ms), so ordinary stores are the default and a benchmark can compare both. The cause is
+// the buffers' placement, not the machine alone: with y - x = 64 bytes modulo 4096 (what
+// np.empty_like gave the benchmark), each load of x 4K-aliases a non-temporal store to y still
+// in flight: NCHW float32 inference 1.65-3.2 ms streamed against 1.5 ordinary; with y placed at
+// 0, 256, 1024, 2048 or 3072 bytes from x modulo 4096, streamed 1.13-1.17 ms against 1.48-1.51
+// ordinary (2 threads, one run). Loads issued a group ahead of the stores would avoid it.
 bool streaming_allowed();
 // Below this many elements a call runs on one thread: waking a team costs more than it saves.
 constexpr std::int64_t kMinParallelElems = std::int64_t(1) << 15;
